@@ -132,23 +132,31 @@ def main(argv: list[str] | None = None) -> int:
                         help="extra settings, e.g. train.shared_negatives=true (repeatable)")
     parser.add_argument("--tag", default="", help="suffix of the result files, e.g. 'shared'")
     parser.add_argument("--run-dir", default=None, help="run folder (default: a temporary folder)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir from its last.pt for another --time-budget seconds; "
+                             "the table's clock is then the Trainer's own (train + eval s, summed over sessions)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
 
     overrides = {"train.protocol": "paper", "train.eval_every": args.eval_every, "train.seed": args.seed,
                  "train.patience": 0, "train.time_limit_s": args.time_budget}
     overrides.update(parse_overrides(args.overrides))
+    if args.resume:
+        # The Trainer's time limit counts its cumulative clock; the watchdog enforces this session's budget.
+        overrides["train.time_limit_s"] = 0.0
     config = build_run_config(args.model, args.data, args.data_dir, overrides=overrides)
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix=f"tta-{args.model}-{args.data}-"))
-    if (run_dir / "metrics.jsonl").exists():
-        raise SystemExit(f"{run_dir} already holds a run; pass a new --run-dir")
+    if args.resume and not (run_dir / "last.pt").exists():
+        raise SystemExit(f"--resume: {run_dir} has no last.pt to continue from")
+    if not args.resume and (run_dir / "metrics.jsonl").exists():
+        raise SystemExit(f"{run_dir} already holds a run; pass a new --run-dir, or --resume to continue it")
     info = hardware()
     print(f"run folder: {run_dir}", file=sys.stderr)
 
     started = time.time()
     watchdog = _Watchdog(run_dir, started, args.time_budget, args.metric, sorted(args.thresholds))
     watchdog.start()
-    _, summary = runs.fit(config, run_dir)
+    _, summary = runs.fit(config, run_dir, resume=args.resume)
     watchdog.done.set()
     finished = time.time()
 
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "time_to_accuracy", "model": args.model, "data": args.data,
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "seed": args.seed, "metric": args.metric, "thresholds": args.thresholds,
-        "time_budget_s": args.time_budget, "stopped_because": watchdog.reason or summary.get("status"),
+        "time_budget_s": args.time_budget, "resumed": args.resume, "stopped_because": watchdog.reason or summary.get("status"),
         "total_wall_s": round(finished - started, 1),
         "setup_s": round(config_mtime - started, 1),
         "epochs": len(train_rows),
@@ -192,6 +200,9 @@ def markdown(result: dict) -> str:
              f"torch {result['hardware']['torch']} ({result['hardware']['torch_threads']} threads); load average "
              f"at start {result['hardware']['load_average_at_start'][0]:.1f}, at end "
              f"{result['hardware']['load_average_at_end'][0]:.1f} (other jobs share the machine)",
+             *(["- resumed from the run folder's last.pt: the run spans sessions, so read the train + eval "
+                "clock (the Trainer's, summed over sessions); wall s counts from this session's start"]
+               if result.get("resumed") else []),
              f"- setup (data + model preparation) {result['setup_s']} s; {result['epochs']} epochs, "
              f"{result['mean_epoch_train_s']} s of training per epoch; total {result['total_wall_s']} s", "",
              f"| {metric} reached | epoch | wall s (all included) | train + eval s | {metric} | ndcg@20 |",
