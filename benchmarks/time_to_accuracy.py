@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed, "metric": args.metric, "thresholds": args.thresholds,
         "time_budget_s": args.time_budget, "resumed": args.resume, "stopped_because": watchdog.reason or summary.get("status"),
         "total_wall_s": round(finished - started, 1),
-        "setup_s": round(config_mtime - started, 1),
+        # a resumed run's config.yaml was written in its first session: no setup time in this one
+        "setup_s": None if args.resume else round(config_mtime - started, 1),
         "epochs": len(train_rows),
         "mean_epoch_train_s": round(sum(r["seconds"] for r in train_rows) / max(len(train_rows), 1), 2),
         "reached": first_crossings(curve, args.metric, args.thresholds),
@@ -203,7 +204,8 @@ def markdown(result: dict) -> str:
              *(["- resumed from the run folder's last.pt: the run spans sessions, so read the train + eval "
                 "clock (the Trainer's, summed over sessions); wall s counts from this session's start"]
                if result.get("resumed") else []),
-             f"- setup (data + model preparation) {result['setup_s']} s; {result['epochs']} epochs, "
+             f"- setup (data + model preparation) {result['setup_s'] if result['setup_s'] is not None else 'n/a'} s; "
+             f"{result['epochs']} epochs, "
              f"{result['mean_epoch_train_s']} s of training per epoch; total {result['total_wall_s']} s", "",
              f"| {metric} reached | epoch | wall s (all included) | train + eval s | {metric} | ndcg@20 |",
              "|---|---|---|---|---|---|"]
