@@ -11,10 +11,18 @@ processes hits them alike.
 - graphrec-threads: ``num_workers=2`` (whole batches on 2 threads, the kernels drop the GIL);
 - pyg: ``torch_geometric.loader.NeighborLoader`` (num_workers=0), when PyG has a sampling
   backend (pyg-lib or torch-sparse). Without one the script says how to build it
-  (``benchmarks/setup_peer_env.sh``) and records graphrec alone.
+  (``benchmarks/setup_peer_env.sh``) and records graphrec alone;
+- dgl: ``dgl.dataloading.DataLoader`` over ``dgl.dataloading.NeighborSampler`` (num_workers=0),
+  when DGL imports (its own environment: ``benchmarks/setup_dgl_env.sh``; DGL needs torch
+  <= 2.2.1 while the PyG peer's torch-sparse is built against the base torch, so PyG and DGL
+  run in two environments, each beside graphrec). DGL's fan-outs are given input layer first,
+  so ours are reversed for it; DGL re-samples the neighbours of *every* node of a layer (a
+  block's destination nodes include the previous layers'), not only of the nodes new at that
+  hop as graphrec and PyG do, so its batches hold more edges: compare seeds/s first.
 
 Usage: python benchmarks/sampling_throughput.py [--data-dir ../shared/data] [--batches 20]
        [--nodes 2000000] [--edges 20000000] [--fanouts 15 10 5] [--graphs gowalla synthetic]
+       [--peers pyg dgl] [--tag NAME]   (results/sampling_throughput[-NAME].json)
 """
 from __future__ import annotations
 
@@ -91,12 +99,35 @@ def time_pyg(loader_data, fanouts, seed_batches, replace: bool) -> dict:
     return _rates(time.perf_counter() - start, n_seeds, n_edges, len(seed_batches))
 
 
+def dgl_version() -> str | None:
+    try:
+        import dgl
+    except Exception:  # not installed, or beside a torch it cannot load
+        return None
+    return dgl.__version__
+
+
+def time_dgl(g, fanouts, seed_batches, replace: bool) -> dict:
+    import dgl
+
+    seeds = torch.cat(seed_batches)
+    sampler = dgl.dataloading.NeighborSampler(list(reversed(fanouts)), replace=replace)
+    loader = dgl.dataloading.DataLoader(g, seeds, sampler, batch_size=seed_batches[0].shape[0], shuffle=False,
+                                        drop_last=False, num_workers=0)
+    start = time.perf_counter()
+    n_seeds = n_edges = 0
+    for _, output_nodes, blocks in loader:
+        n_seeds += output_nodes.shape[0]
+        n_edges += sum(block.num_edges() for block in blocks)
+    return _rates(time.perf_counter() - start, n_seeds, n_edges, len(seed_batches))
+
+
 def _rates(seconds, n_seeds, n_edges, n_batches) -> dict:
     return {"seconds": seconds, "seeds_per_s": n_seeds / seconds, "edges_per_s": n_edges / seconds,
             "edges_per_batch": n_edges / n_batches}
 
 
-def run_graph(name, edge_index, csr: CSRGraph, num_nodes, args, backend) -> dict:
+def run_graph(name, edge_index, csr: CSRGraph, num_nodes, args, backend, dgl_ready=None) -> dict:
     sampler = NeighborSampler(csr, args.fanouts, replace=args.replace, seed=0)
     seed_batches = batches_of(num_nodes, args.batch_size, args.batches)
     sampler.sample(seed_batches[0][:8])   # compile / load the kernels outside the timings
@@ -110,6 +141,13 @@ def run_graph(name, edge_index, csr: CSRGraph, num_nodes, args, backend) -> dict
         pyg_data = Data(edge_index=torch.from_numpy(edge_index), num_nodes=num_nodes)
         contenders["pyg"] = lambda: time_pyg(pyg_data, args.fanouts, seed_batches, args.replace)
         contenders["pyg"]()                      # builds PyG's CSC once, like ours above
+    if dgl_ready is not None:
+        import dgl
+
+        g = dgl.graph((torch.from_numpy(edge_index[0]), torch.from_numpy(edge_index[1])), num_nodes=num_nodes)
+        g.create_formats_()                      # DGL's CSC built once, outside the timings
+        contenders["dgl"] = lambda: time_dgl(g, args.fanouts, seed_batches, args.replace)
+        contenders["dgl"]()
     best: dict[str, dict] = {}
     for round_ in range(args.rounds):
         for key, run in contenders.items():
@@ -117,11 +155,12 @@ def run_graph(name, edge_index, csr: CSRGraph, num_nodes, args, backend) -> dict
             if key not in best or result["seconds"] < best[key]["seconds"]:
                 best[key] = result
     out = {"num_nodes": num_nodes, "num_edges": int(edge_index.shape[1]), "results": best}
-    if "pyg" in best:
-        out["ratios"] = {f"{k}/pyg (seeds/s)": best[k]["seeds_per_s"] / best["pyg"]["seeds_per_s"]
-                         for k in best if k != "pyg"}
-        out["ratios"].update({f"{k}/pyg (edges/s)": best[k]["edges_per_s"] / best["pyg"]["edges_per_s"]
-                              for k in best if k != "pyg"})
+    for peer in ("pyg", "dgl"):
+        if peer in best:
+            ratios = out.setdefault("ratios", {})
+            ours = [k for k in best if k.startswith("graphrec")]
+            ratios.update({f"{k}/{peer} (seeds/s)": best[k]["seeds_per_s"] / best[peer]["seeds_per_s"] for k in ours})
+            ratios.update({f"{k}/{peer} (edges/s)": best[k]["edges_per_s"] / best[peer]["edges_per_s"] for k in ours})
     print(f"\n{name}: {num_nodes:,} nodes, {edge_index.shape[1]:,} edges, fan-outs {args.fanouts}, "
           f"batch {args.batch_size}, {args.batches} batches, best of {args.rounds} rounds")
     for key, result in best.items():
@@ -143,10 +182,15 @@ def main():
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--replace", action="store_true")
+    parser.add_argument("--peers", nargs="*", default=["pyg", "dgl"], help="peers to run where they import")
+    parser.add_argument("--tag", default=None, help="results/sampling_throughput-TAG.json (one file per env)")
     args = parser.parse_args()
 
-    backend = pyg_backend()
-    if backend is None:
+    backend = pyg_backend() if "pyg" in args.peers else None
+    dgl_ready = dgl_version() if "dgl" in args.peers else None
+    if "dgl" in args.peers and dgl_ready is None:
+        print("DGL does not import here: its peer needs the environment of benchmarks/setup_dgl_env.sh")
+    if "pyg" in args.peers and backend is None:
         print("PyG has no sampling backend here (neither pyg-lib nor torch-sparse imports), so its\n"
               "NeighborLoader cannot run. Build one in a separate environment and rerun there:\n"
               "    bash benchmarks/setup_peer_env.sh /path/to/peer-venv\n"
@@ -169,10 +213,10 @@ def main():
                   f"(max in-degree {np.diff(csr.indptr).max():,})")
         else:
             raise SystemExit(f"unknown graph {name!r}")
-        graphs[name] = run_graph(name, edge_index, csr, num_nodes, args, backend)
+        graphs[name] = run_graph(name, edge_index, csr, num_nodes, args, backend, dgl_ready)
         del edge_index, csr
-    write_result("sampling_throughput", {
-        "python_executable": sys.executable, "pyg_backend": backend, "fanouts": args.fanouts, "batch_size": args.batch_size,
+    write_result("sampling_throughput" + (f"-{args.tag}" if args.tag else ""), {
+        "python_executable": sys.executable, "pyg_backend": backend, "dgl": dgl_ready, "fanouts": args.fanouts, "batch_size": args.batch_size,
         "batches": args.batches, "rounds": args.rounds, "replace": args.replace,
         "synthetic": {"nodes": args.nodes, "edges": args.edges, "exponent": 2.1, "seed": 0},
         "graphs": graphs,

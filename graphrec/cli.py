@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--protocol", choices=["validation", "paper"], help=PROTOCOL_HELP)
     fit.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
     fit.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
+    fit.add_argument("--split", help="node classification split (shortcut for --set train.split=...): public, random, "
+                                     "stratified, or a labels-per-class count the dataset ships (ACM: 20, 40, 60)")
     fit.add_argument("--device", help="cpu or cuda[:N] (shortcut for --set train.device=...)")
     fit.add_argument("--out", default="runs", help="folder for new run folders (default: runs/)")
     fit.add_argument("--run-dir", help="exact run folder to use instead of a new timestamped one")
@@ -53,6 +55,25 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--runs", type=int, default=1, metavar="N",
                      help="train N times with seeds seed..seed+N-1 (one sub-folder each) and print the mean and "
                           "std of the test metrics; written to <run folder>/runs_summary.json")
+    fit.add_argument("--node-encoder", metavar="NAME",
+                     help="image backbone for node features (graphrec.encoders: native unireplknet_*/vanillanet_*/"
+                          "simplenet*, or any timm model with `pip install graphrec[vision]`), e.g. convnext_atto; "
+                          "needs --images. Recommenders: item image features; node classification: [x, images]")
+    fit.add_argument("--images", metavar="PATH",
+                     help="node images: a folder of files named by node id (<id>.png, ...) or a CSV/TSV of node,path")
+    fit.add_argument("--node-encoder-mode", choices=["frozen", "end_to_end"],
+                     help="frozen (default: encode once, cached on disk) or end_to_end (train the backbone)")
+    fit.add_argument("--nproc", type=int, default=1, metavar="N",
+                     help="start N ranks on this machine (gloo on CPU, NCCL with --device cuda); the same as "
+                          "torchrun --nproc-per-node N -m graphrec fit ... (graphrec.parallel)")
+    fit.add_argument("--parallel", choices=["pipe", "graph", "hybrid", "ddp"],
+                     help="pipe: GNNPipe layer pipeline; graph: METIS partitions + halo exchange; hybrid: "
+                          "stages x partitions; ddp: data-parallel recommenders (see graphrec/parallel)")
+    fit.add_argument("--stages", type=int, help="--parallel hybrid: pipeline stages (ranks / stages partitions each)")
+    fit.add_argument("--chunks", type=int, help="--parallel pipe/hybrid: graph chunks in the pipeline (default 4)")
+    fit.add_argument("--warmup-epochs", type=int, help="--parallel pipe/hybrid: first epochs exact (one chunk)")
+    fit.add_argument("--no-staleness", action="store_true",
+                     help="--parallel pipe/hybrid: one chunk, no historical embeddings (exact)")
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint",
                         description="Recompute ranking metrics of a saved model on a split.")
@@ -67,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("-k", type=int, default=10)
     rec.add_argument("--data-dir")
 
+    xp = sub.add_parser("explain", help="LATTE's relation weights (beta) per node type and layer, from a checkpoint",
+                        description="Print the learned relation weights beta of a heterogeneous model (LATTE), mean "
+                                    "and std over the nodes of each type, per layer, on the whole graph; --plot saves "
+                                    "the figure. Example: graphrec explain --checkpoint runs/<run>/best.pt --plot b.png")
+    xp.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a run")
+    xp.add_argument("--plot", help="save a bar chart of the weights to this PNG")
+    xp.add_argument("--json", dest="json_out", help="also write the weights as JSON to this file")
+    xp.add_argument("--data-dir")
+
     ds = sub.add_parser("datasets", help="list known datasets and whether their files are present")
     ds.add_argument("--data-dir")
     ds.add_argument("--verify", action="store_true", help="check present files against published checksums")
@@ -78,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # --nproc relaunches the same command
     if args.command is None:
         parser.print_help()
         return 0
@@ -100,7 +131,7 @@ def _fit(args) -> int:
         config = run_config_from_dict(load_yaml(run_dir / "config.yaml"))
         if args.data_dir:
             config.data_dir = args.data_dir
-        resume = (run_dir / "last.pt").exists()
+        resume = (run_dir / "last.pt").exists() or (run_dir / "parallel" / "last.json").exists()
         if not resume:
             print(f"no last.pt in {run_dir}: starting that run from the beginning", file=sys.stderr)
     else:
@@ -108,13 +139,22 @@ def _fit(args) -> int:
             raise ValueError("fit needs --model and --data (or --resume RUN_DIR); see `graphrec fit --help`")
         overrides = parse_overrides(args.overrides)
         for flag, key in (("protocol", "train.protocol"), ("epochs", "train.epochs"),
-                          ("seed", "train.seed"), ("device", "train.device")):
+                          ("seed", "train.seed"), ("device", "train.device"), ("split", "train.split")):
             if getattr(args, flag) is not None:
                 overrides[key] = getattr(args, flag)
         config = build_run_config(args.model, args.data, args.data_dir, args.config, overrides)
+        if args.node_encoder or args.images:
+            if not (args.node_encoder and args.images):
+                raise ValueError("--node-encoder and --images go together (a backbone name and an image folder/table)")
+            config.node_encoder, config.images = args.node_encoder, args.images
+            config.node_encoder_mode = args.node_encoder_mode or "frozen"
         run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(config, args.out)
         resume = False
     print(f"run folder: {run_dir}", file=sys.stderr)
+    if args.parallel or args.nproc > 1 or (args.resume and (run_dir / "parallel" / "parallel.json").exists()):
+        from graphrec.parallel.fit import cli_fit
+
+        return cli_fit(args, config, run_dir, resume, args.argv)
     if args.runs != 1:
         return _fit_many(args, config, run_dir)
     trainer, summary = runs.fit(config, run_dir, resume=resume)
@@ -184,7 +224,7 @@ def _datasets(args) -> int:
     print(f"data root: {resolve_data_root(args.data_dir)}  (--data-dir > $GRAPHREC_DATA > ~/.cache/graphrec)")
     names = available_datasets()
     width = max(len(n) for n in names) + 2
-    print(f"{'name':<{width}}{'task':<22}{'present':<9}{'folder'}")
+    print(f"{'name':<{width}}{'task':<28}{'present':<9}{'folder'}")
     for name in names:
         spec = get_dataset_spec(name)
         present = spec.is_present(args.data_dir)
@@ -195,7 +235,7 @@ def _datasets(args) -> int:
                 status = "verified"
             except ValueError:
                 status = "BAD-SUM"
-        print(f"{name:<{width}}{spec.task:<22}{status:<9}{spec.folder(args.data_dir)}")
+        print(f"{name:<{width}}{spec.task:<28}{status:<9}{spec.folder(args.data_dir)}")
         if spec.description:
             print(f"{'':<{width}}{spec.description}; files: {', '.join(spec.files) or '(generated)'}")
     return 0
@@ -218,7 +258,19 @@ def _models(args) -> int:
     return 0
 
 
-COMMANDS = {"fit": _fit, "eval": _eval, "recommend": _recommend, "datasets": _datasets, "models": _models}
+def _explain(args) -> int:
+    from graphrec.explain import explain_checkpoint, format_relation_weights
+
+    weights = explain_checkpoint(args.checkpoint, args.data_dir, args.plot)
+    print(format_relation_weights(weights))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(weights, indent=2) + "\n")
+    if args.plot:
+        print(f"plot: {args.plot}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"explain": _explain, "fit": _fit, "eval": _eval, "recommend": _recommend, "datasets": _datasets, "models": _models}
 
 if __name__ == "__main__":
     raise SystemExit(main())

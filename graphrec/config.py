@@ -51,6 +51,8 @@ class TrainConfig:
     #: node classification: "public" (the dataset's own split), "random" (seeded by ``seed``:
     #: 20 per class for train, then 500 valid and 1000 test from the rest) or "stratified"
     #: (seeded by ``seed``: ``split_fractions`` of every class, e.g. CatGCN's 80/10/10)
+    #: Datasets that ship labels-per-class splits (HeCo's ACM/Freebase: 20, 40, 60) also take that
+    #: count, e.g. "20"; "public" is then their first (20).
     split: str = "public"
     #: node classification: scale every node's features to sum to 1 (GCN/DAGNN preprocessing)
     normalize_features: bool = True
@@ -60,6 +62,17 @@ class TrainConfig:
     #: node classification: weight the cross-entropy by n / (C * count_c) over the train labels
     #: (CatGCN's "weight balanced" NLL); valid/test losses use the same weights
     class_weighted_loss: bool = False
+    #: "full": every step propagates over the whole graph; "sampled": each minibatch propagates
+    #: only over the sampled K-hop neighbourhood of its nodes (graphrec.train.sampled_*: LightGCN
+    #: on BPR triples, CatGCN on its train nodes), so training memory follows the subgraph
+    mode: str = "full"
+    #: mode "sampled": neighbours per hop, one per propagation layer (-1: all); empty: all, every hop
+    fanouts: tuple[int, ...] = ()
+    #: mode "sampled": edge weights on the subgraph, "unbiased" (full-graph degrees, rescaled by
+    #: degree / sampled: exact with every neighbour), "full" or "subgraph" (graphrec.models.subgraph)
+    subgraph_normalization: str = "unbiased"
+    #: mode "sampled": threads sampling whole batches ahead (same batches for any count)
+    sampler_workers: int = 0
 
     def __post_init__(self):
         if self.protocol not in ("validation", "paper"):
@@ -70,11 +83,19 @@ class TrainConfig:
             raise ValueError("epochs, batch_size and eval_every must be >= 1")
         if self.early_stopping not in ("patience", "window_mean"):
             raise ValueError(f"early_stopping must be 'patience' or 'window_mean', got {self.early_stopping!r}")
-        if self.split not in ("public", "random", "stratified"):
-            raise ValueError(f"split must be 'public', 'random' or 'stratified', got {self.split!r}")
+        if self.split not in ("public", "random", "stratified") and not str(self.split).isdigit():
+            raise ValueError(f"split must be 'public', 'random', 'stratified' or a labels-per-class count the "
+                             f"dataset ships (e.g. '20' for ACM: train.split=20), got {self.split!r}")
         if len(self.split_fractions) != 3 or min(self.split_fractions) < 0 or sum(self.split_fractions) > 1 + 1e-9:
             raise ValueError(f"split_fractions must be three fractions (train, valid, test) summing to at most 1, "
                              f"got {self.split_fractions!r}")
+        if self.mode not in ("full", "sampled"):
+            raise ValueError(f"mode must be 'full' or 'sampled', got {self.mode!r}")
+        if self.subgraph_normalization not in ("unbiased", "full", "subgraph"):
+            raise ValueError("subgraph_normalization must be 'unbiased', 'full' or 'subgraph', "
+                             f"got {self.subgraph_normalization!r}")
+        if any(int(f) == 0 or int(f) < -1 for f in self.fanouts):
+            raise ValueError(f"fanouts must be positive or -1 (all neighbours), got {self.fanouts!r}")
 
 
 @dataclass
@@ -86,13 +107,21 @@ class RunConfig:
     data_dir: str | None = None
     model_config: Any = None
     train: TrainConfig = field(default_factory=TrainConfig)
+    #: image node features (``--node-encoder NAME --images PATH``, graphrec.encoders): backbone name,
+    #: images (a folder named by node id or a node,path table) and "frozen" or "end_to_end"
+    node_encoder: str | None = None
+    images: str | None = None
+    node_encoder_mode: str = "frozen"
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "model": self.model, "data": self.data, "data_dir": self.data_dir,
             "model_config": dataclasses.asdict(self.model_config) if self.model_config is not None else {},
             "train": dataclasses.asdict(self.train),
         }
+        if self.node_encoder:   # only when used: runs without images keep their exact config files
+            out.update(node_encoder=self.node_encoder, images=self.images, node_encoder_mode=self.node_encoder_mode)
+        return out
 
 
 class ConfigError(ValueError):
@@ -128,7 +157,11 @@ def run_config_from_dict(raw: dict) -> RunConfig:
     """Inverse of :meth:`RunConfig.to_dict` (used when resuming or loading checkpoints)."""
     overrides = {f"model.{k}": v for k, v in raw.get("model_config", {}).items()}
     overrides.update({f"train.{k}": v for k, v in raw.get("train", {}).items()})
-    return build_run_config(raw["model"], raw["data"], raw.get("data_dir"), overrides=overrides)
+    config = build_run_config(raw["model"], raw["data"], raw.get("data_dir"), overrides=overrides)
+    if raw.get("node_encoder"):
+        config.node_encoder, config.images = raw["node_encoder"], raw.get("images")
+        config.node_encoder_mode = raw.get("node_encoder_mode", "frozen")
+    return config
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -20,6 +20,10 @@ from graphrec.train.node_classification import NodeClassificationTask
 #: task name -> factory(data, train_config) -> Task
 TASKS = {"recommendation": RecommendationTask, "node_classification": NodeClassificationTask}
 
+from graphrec.train.hetero_classification import HeteroNodeClassificationTask  # noqa: E402
+
+TASKS["hetero_node_classification"] = HeteroNodeClassificationTask   # full batch and train.mode=sampled
+
 
 def load_data(config: RunConfig):
     """Read the run's dataset, after checking that the model and the dataset share a task."""
@@ -32,7 +36,14 @@ def load_data(config: RunConfig):
 
 def make_task(config: RunConfig, data=None) -> Task:
     data = load_data(config) if data is None else data
-    return TASKS[get_model_entry(config.model).task](data, config.train)
+    task = get_model_entry(config.model).task
+    if config.train.mode == "sampled" and task != "hetero_node_classification":   # minibatches over sampled neighbourhoods (graphrec.train.sampled_*)
+        from graphrec.train.sampled_node_classification import SampledNodeClassificationTask
+        from graphrec.train.sampled_recommendation import SampledRecommendationTask
+
+        sampled = {"recommendation": SampledRecommendationTask, "node_classification": SampledNodeClassificationTask}
+        return sampled[task](data, config.train)
+    return TASKS[task](data, config.train)
 
 
 def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
@@ -48,6 +59,10 @@ def fit(config: RunConfig, run_dir: str | Path | None = None, resume: bool = Fal
     task = make_task(config, data)
     entry = get_model_entry(config.model)
     model = task.build_model(entry, config.model_config)
+    if getattr(config, "node_encoder", None):
+        from graphrec.encoders.graph import attach_node_encoder
+
+        model = attach_node_encoder(model, task, entry, config)
     trainer = Trainer(model, task, config.train, run_dir=run_dir, run_config=config.to_dict())
     if resume:
         trainer.resume()
@@ -64,6 +79,10 @@ def load_trained(checkpoint: str | Path, data_dir: str | None = None, data=None)
     config = run_config_from_dict(raw)
     task = make_task(config, data)
     model = task.build_model(get_model_entry(config.model), config.model_config)
+    if getattr(config, "node_encoder", None):
+        from graphrec.encoders.graph import attach_node_encoder
+
+        model = attach_node_encoder(model, task, get_model_entry(config.model), config)
     model.load_state_dict(state["model_state"])
     model.eval()
     return model, task, config

@@ -17,6 +17,7 @@ from graphrec.loaders.files import DatasetNotFoundError, MalformedFileError, res
 from graphrec.loaders import lightgcn_format  # noqa: F401  (registers gowalla, yelp2018, amazon-book)
 from graphrec.loaders import planetoid  # noqa: F401  (registers cora, citeseer, pubmed)
 from graphrec.loaders import catgcn_format  # noqa: F401  (registers nba, income, catgcn-synthetic)
+from graphrec.loaders import hetero  # noqa: F401  (registers acm, freebase: HeCo's heterogeneous graphs)
 
 __all__ = [
     "DatasetSpec", "DatasetNotFoundError", "MalformedFileError", "available_datasets",

@@ -26,3 +26,13 @@ __all__ += ["DAGNN", "DAGNNConfig", "GCN", "GCNConfig"]
 from graphrec.models.catgcn import CatGCN, CatGCNConfig  # noqa: E402
 
 __all__ += ["CatGCN", "CatGCNConfig"]
+
+from graphrec.models.latte import LATTE, LATTEConfig  # noqa: E402
+from graphrec.models.han import HAN, HANConfig  # noqa: E402
+from graphrec.models.hgt import HGT, HGTConfig  # noqa: E402
+
+__all__ += ["HAN", "HANConfig", "HGT", "HGTConfig", "LATTE", "LATTEConfig"]
+
+from graphrec.models.gcnii import GCNII, GCNIIConfig  # noqa: E402
+
+__all__ += ["GCNII", "GCNIIConfig"]

@@ -55,6 +55,13 @@ class LightGCN(nn.Module):
     Graphrec's Trainer calls :meth:`prepare` once with the train interactions, then
     :meth:`loss` and :meth:`embeddings`.
 
+    Item images (optional, :meth:`attach_item_images`): an item's final representation becomes
+    :math:`\mathbf{e}_i + \mathbf{P}\,\phi(\text{image}_i)` (a shared conv backbone
+    :math:`\phi` and a projection :math:`\mathbf{P}`; :class:`~graphrec.encoders.ImageNodeEncoder`).
+    The image term is added after propagation, not to :math:`\mathbf{E}^{(0)}`, so a batch needs
+    only its own items' images (end-to-end training encodes the batch's unique items, not the
+    catalogue); items without an image keep their ID embedding alone. Without images nothing changes.
+
     Args:
         num_users: number of users.
         num_items: number of items.
@@ -78,6 +85,17 @@ class LightGCN(nn.Module):
         self.embedding = nn.Embedding(num_users + num_items, embedding_dim)
         nn.init.normal_(self.embedding.weight, std=init_std)
         self.adjacency: NormalizedAdjacency | None = None
+        self.item_image_encoder: nn.Module | None = None  # attach_item_images(); None: pure LightGCN
+
+    def attach_item_images(self, encoder: nn.Module) -> "LightGCN":
+        """Add projected item-image features to every item's representation (see the class notes).
+
+        ``encoder``: an :class:`~graphrec.encoders.ImageNodeEncoder` over the items (``num_items``
+        nodes, ``out_dim`` = ``embedding_dim``), frozen or end to end.
+        """
+        _check_item_encoder(encoder, self.num_items, self.embedding.embedding_dim)
+        self.item_image_encoder = encoder
+        return self
 
     # ------------------------------------------------------------- plain-module API
     @property
@@ -99,6 +117,8 @@ class LightGCN(nn.Module):
             x = adjacency.propagate(x)
             total = total + x
         final = total / (self.num_layers + 1)
+        if self.item_image_encoder is not None:
+            return final[: self.num_users], final[self.num_users:] + self.item_image_encoder.all_features()
         return final[: self.num_users], final[self.num_users:]
 
     def recommendation_loss(self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor,
@@ -114,6 +134,10 @@ class LightGCN(nn.Module):
         final, ego = layer_mean_rows(adjacency, self.embedding.weight, rows, self.num_layers)
         batch = users.shape[0]
         user_e, pos_e, neg_e = final[:batch], final[batch: 2 * batch], final[2 * batch:]
+        if self.item_image_encoder is not None:
+            # one call for positives and negatives: an item in both is encoded once
+            images = self.item_image_encoder(torch.cat([pos_items, neg_items]))
+            pos_e, neg_e = pos_e + images[:batch], neg_e + images[batch:]
         pos_scores = (user_e * pos_e).sum(-1)
         neg_scores = (user_e * neg_e).sum(-1)
         bpr = F.softplus(neg_scores - pos_scores).mean()
@@ -140,3 +164,11 @@ class LightGCN(nn.Module):
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward()
+
+
+def _check_item_encoder(encoder: nn.Module, num_items: int, dim: int) -> None:
+    if getattr(encoder, "num_nodes", num_items) != num_items:
+        raise ValueError(f"the item image encoder covers {encoder.num_nodes} nodes, the model has {num_items} items")
+    if getattr(encoder, "out_dim", dim) != dim:
+        raise ValueError(f"the item image encoder outputs {encoder.out_dim} features, the embeddings have {dim}: "
+                         f"build it with out_dim={dim}")

@@ -133,6 +133,11 @@ class UltraGCN(nn.Module):
     (:func:`graphrec.kernels.item_similarity.item_item_topk`, never a dense items x items
     matrix) from the train interactions.
 
+    Item images (optional, :meth:`attach_item_images`): an item's representation becomes
+    :math:`\mathbf{e}_i + \mathbf{P}\,\phi(\text{image}_i)` everywhere it is scored (positives,
+    negatives, item-item neighbours); the L2 term stays on the ID embeddings. Items without an image
+    keep their ID embedding alone. Without images nothing changes.
+
     Args:
         num_users: number of users.
         num_items: number of items.
@@ -174,6 +179,25 @@ class UltraGCN(nn.Module):
         self.register_buffer("item_neighbors", torch.zeros(0, num_item_neighbors, dtype=torch.long),
                              persistent=False)
         self.register_buffer("item_neighbor_weights", torch.zeros(0, num_item_neighbors), persistent=False)
+        self.item_image_encoder: nn.Module | None = None  # attach_item_images(); None: pure UltraGCN
+
+    def attach_item_images(self, encoder: nn.Module) -> "UltraGCN":
+        """Add projected item-image features to every item's representation (see the class notes).
+
+        ``encoder``: an :class:`~graphrec.encoders.ImageNodeEncoder` over the items (``num_items``
+        nodes, ``out_dim`` = ``embedding_dim``), frozen or end to end.
+        """
+        from graphrec.models.lightgcn import _check_item_encoder
+
+        _check_item_encoder(encoder, self.num_items, self.item_embedding.embedding_dim)
+        self.item_image_encoder = encoder
+        return self
+
+    def _items(self, items: torch.Tensor) -> torch.Tensor:
+        """Item representations of ``items`` (ID embedding, plus image features when attached)."""
+        if self.item_image_encoder is None:
+            return self.item_embedding(items)
+        return self.item_embedding(items) + self.item_image_encoder(items)
 
     # ------------------------------------------------------------- recommender interface
     def prepare(self, train: sp.spmatrix) -> None:
@@ -199,12 +223,15 @@ class UltraGCN(nn.Module):
 
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.item_image_encoder is not None:
+            items = self.item_embedding.weight + self.item_image_encoder.all_features()
+            return self.user_embedding.weight.detach(), items.detach()
         return self.user_embedding.weight.detach(), self.item_embedding.weight.detach()
 
     # ------------------------------------------------------------- plain-module API
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores :math:`\\mathbf{e}_u^\\top\\mathbf{e}_i` of (user, item) pairs."""
-        return (self.user_embedding(users) * self.item_embedding(items)).sum(-1)
+        return (self.user_embedding(users) * self._items(items)).sum(-1)
 
     def recommendation_loss(self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor,
                             shared_negatives: bool = False) -> torch.Tensor:
@@ -224,10 +251,15 @@ class UltraGCN(nn.Module):
         # Faithful negatives: when a (B, N, d) gather moves more data than scoring every item,
         # score all items with one matmul and pick the (B, N) scores (same values, same gradients).
         score_all = not shared_negatives and neg_items.shape[1] * self.item_embedding.weight.shape[1] > self.num_items
+        images = self.item_image_encoder
+        score_all = score_all and images is None  # with images, score the sampled negatives only
         negatives = neg_items.reshape(-1)[:0] if score_all else neg_items.reshape(-1)
         user_e, user_sq = _RowsAndHalfSquaredNorm.apply(self.user_embedding.weight, users)
         item_e, item_sq = _RowsAndHalfSquaredNorm.apply(
             self.item_embedding.weight, torch.cat([pos_items, negatives, neighbors.reshape(-1)]))
+        if images is not None:
+            # one call for every item the batch touches: each distinct item is encoded once
+            item_e = item_e + images(torch.cat([pos_items, negatives, neighbors.reshape(-1)]))
         pos_e, neg_e, neighbor_e = torch.split(item_e, [batch, negatives.shape[0], neighbors.numel()])
 
         beta_u = self.beta_user[users]
@@ -254,17 +286,17 @@ class UltraGCN(nn.Module):
         r""":math:`\mathcal{L}_O`: weighted BCE over positives and their negatives, summed over the batch."""
         self._check_prepared()
         user_e = self.user_embedding(users)
-        pos_scores = (user_e * self.item_embedding(pos_items)).sum(-1)
+        pos_scores = (user_e * self._items(pos_items)).sum(-1)
         beta_u = self.beta_user[users]
         pos_w = self.w1 + self.w2 * beta_u * self.beta_item[pos_items]
         if shared_negatives:
             neg_items = neg_items.reshape(-1)
-            neg_scores = user_e @ self.item_embedding(neg_items).t()  # (B, N)
+            neg_scores = user_e @ self._items(neg_items).t()  # (B, N)
             neg_w = self.w3 + self.w4 * beta_u.unsqueeze(1) * self.beta_item[neg_items].unsqueeze(0)
         else:
             if neg_items.dim() != 2 or neg_items.shape[0] != users.shape[0]:
                 raise ValueError(f"neg_items must have shape (batch, num_negatives), got {tuple(neg_items.shape)}")
-            neg_e = self.item_embedding(neg_items)  # (B, N, d)
+            neg_e = self._items(neg_items)  # (B, N, d)
             neg_scores = torch.bmm(neg_e, user_e.unsqueeze(-1)).squeeze(-1)
             neg_w = self.w3 + self.w4 * beta_u.unsqueeze(1) * self.beta_item[neg_items]
         pos_loss = pos_w * F.softplus(-pos_scores)  # -ln sigmoid(s)
@@ -274,13 +306,14 @@ class UltraGCN(nn.Module):
     def item_constraint_loss(self, users: torch.Tensor, pos_items: torch.Tensor) -> torch.Tensor:
         r""":math:`\mathcal{L}_I`: each positive item's top-K neighbours as weighted positives of the user."""
         self._check_prepared()
-        neighbor_e = self.item_embedding(self.item_neighbors[pos_items])  # (B, K, d)
+        neighbor_e = self._items(self.item_neighbors[pos_items])  # (B, K, d)
         scores = torch.bmm(neighbor_e, self.user_embedding(users).unsqueeze(-1)).squeeze(-1)
         return -(self.item_neighbor_weights[pos_items] * F.logsigmoid(scores)).sum()
 
     def norm_loss(self) -> torch.Tensor:
         r""":math:`\frac12\|\theta\|^2` over all parameters (every embedding, not the batch's)."""
-        return 0.5 * sum(p.pow(2).sum() for p in self.parameters())
+        # the ID tables only (all parameters without images): image encoders are not L2-penalised here
+        return 0.5 * sum(p.pow(2).sum() for p in (self.user_embedding.weight, self.item_embedding.weight))
 
     def _check_prepared(self) -> None:
         if self.beta_user.shape[0] != self.num_users:

@@ -1,0 +1,83 @@
+"""GCNII, graph convolution with initial residual and identity mapping (Chen et al., ICML 2020)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from graphrec.models.registry import register_model
+
+
+@dataclass
+class GCNIIConfig:
+    """GCNII hyper-parameters (official Cora settings: 64 layers, hidden 64, alpha 0.1, lambda 0.5, dropout 0.6)."""
+
+    hidden_channels: int = 64
+    num_layers: int = 16
+    alpha: float = 0.1
+    theta: float = 0.5
+    dropout: float = 0.6
+
+    def __post_init__(self):
+        if self.hidden_channels < 1 or self.num_layers < 1 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError("hidden_channels and num_layers must be >= 1 and 0 <= dropout < 1")
+        if not 0.0 <= self.alpha <= 1.0 or self.theta <= 0.0:
+            raise ValueError("alpha must be in [0, 1] and theta > 0")
+
+
+@register_model(
+    "gcnii", config=GCNIIConfig, task="node_classification",
+    description="GCNII (Chen et al., ICML 2020): deep GCN with initial residual and identity mapping",
+    # Official code (chennnM/GCNII train.py): Adam lr 0.01, weight decay 0.01 on the convolutions and
+    # 5e-4 on the dense layers (one value here: the convolutions'), patience 100 on validation loss.
+    train_defaults={"lr": 0.01, "weight_decay": 5e-4, "epochs": 1500, "eval_every": 1, "patience": 100,
+                    "monitor": "loss", "monitor_mode": "min", "normalize_features": True},
+)
+class GCNII(nn.Module):
+    r"""GCNII from `"Simple and Deep Graph Convolutional Networks" <https://arxiv.org/abs/2007.02133>`_.
+
+    .. math::
+        \mathbf{H}^{(0)} = \mathrm{ReLU}(\mathrm{drop}(\mathbf{X})\mathbf{W}_{in}),\qquad
+        \mathbf{H}^{(l)} = \mathrm{ReLU}\Big(\big((1-\alpha)\hat{\mathbf{A}}\,\mathrm{drop}(\mathbf{H}^{(l-1)})
+          + \alpha\mathbf{H}^{(0)}\big)\big((1-\beta_l)\mathbf{I} + \beta_l\mathbf{W}^{(l)}\big)\Big),
+
+    :math:`\beta_l = \log(\theta / l + 1)`, logits :math:`\mathrm{drop}(\mathbf{H}^{(L)})\mathbf{W}_{out}`.
+    The initial residual (:math:`\alpha\mathbf{H}^{(0)}`) and the identity mapping keep a 16-64 layer
+    model from over-smoothing, which makes it the deep model of the GNNPipe experiments
+    (:mod:`graphrec.parallel`). Layers are PyG's :class:`~torch_geometric.nn.GCN2Conv` (shared weights);
+    ``graphrec.parallel.stages`` reuses exactly these parameters layer by layer.
+    """
+
+    sparse_features = False
+
+    def __init__(self, num_features: int, num_classes: int, hidden_channels: int = 64, num_layers: int = 16,
+                 alpha: float = 0.1, theta: float = 0.5, dropout: float = 0.6):
+        super().__init__()
+        from torch_geometric.nn import GCN2Conv
+
+        self.dropout, self.alpha, self.theta = dropout, alpha, theta
+        self.lin_in = nn.Linear(num_features, hidden_channels)
+        self.convs = nn.ModuleList(
+            GCN2Conv(hidden_channels, alpha=alpha, theta=theta, layer=layer + 1, normalize=False)
+            for layer in range(num_layers))
+        self.lin_out = nn.Linear(hidden_channels, num_classes)
+
+    @staticmethod
+    def beta(theta: float, layer: int) -> float:
+        """Identity-mapping strength of 1-based layer ``layer``: ``log(theta / layer + 1)``."""
+        return math.log(theta / layer + 1)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+        edge_index, weight = gcn_norm(edge_index, None, x.shape[0], add_self_loops=True, dtype=torch.float32)
+        x = F.dropout(x, self.dropout, self.training)
+        h0 = h = F.relu(self.lin_in(x))
+        for conv in self.convs:
+            h = F.dropout(h, self.dropout, self.training)
+            h = F.relu(conv(h, h0, edge_index, weight))
+        h = F.dropout(h, self.dropout, self.training)
+        return self.lin_out(h)

@@ -1,0 +1,111 @@
+"""Data-parallel training of the recommenders (LightGCN, UltraGCN) with DistributedDataParallel.
+
+Same launcher as the GNN pipeline (``graphrec fit --nproc N --parallel ddp`` or torchrun), same
+Trainer as single-process runs: only the task is wrapped.
+
+* :class:`ShardedTask`: every rank draws the epoch's seeded BPR batches (identical streams: the
+  sampler is seeded by (seed, epoch)) and trains on batch ``i`` when ``i % world_size == rank``;
+  each rank gets ``num_batches // world_size`` batches (the remainder is dropped so that every rank
+  takes part in every all-reduce). The global batch is ``world_size x batch_size`` (standard DDP).
+* The loss goes through ``DistributedDataParallel`` around a small module whose ``forward`` is the
+  model's ``loss(batch)`` (DDP hooks ``forward``; our recommenders expose their loss as a method),
+  so gradients are bucket-all-reduced and averaged during ``backward`` exactly as DDP does. DDP
+  also broadcasts rank 0's initial parameters.
+* Every rank evaluates (same parameters, so the same metrics and the same early-stopping decision
+  without extra messages); only rank 0 writes the run folder. ``--resume`` makes every rank load
+  rank 0's ``last.pt`` (one machine or a shared file system).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from graphrec.parallel.launch import init_distributed
+from graphrec.train.task import Task
+
+
+class _LossModule(nn.Module):
+    def __init__(self, model: nn.Module, task: Task):
+        super().__init__()
+        self.model, self._task = model, task
+
+    def forward(self, batch):
+        return self._task.training_loss(self.model, batch)
+
+
+class ShardedTask(Task):
+    """A task whose training batches are split round-robin over the ranks, loss through DDP."""
+
+    def __init__(self, task: Task, rank: int, world_size: int):
+        self.task, self.rank, self.world_size = task, rank, world_size
+        self.selection_split, self.report_splits = task.selection_split, task.report_splits
+        self.ddp: nn.Module | None = None
+
+    def wrap(self, model: nn.Module, device: str = "cpu") -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        module = _LossModule(model, self.task)
+        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        self.ddp = DistributedDataParallel(module, device_ids=ids) if self.world_size > 1 else module
+
+    def build_model(self, entry, model_config) -> nn.Module:
+        return self.task.build_model(entry, model_config)
+
+    def num_batches(self) -> int:
+        return max(1, self.task.num_batches() // self.world_size)
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        mine = 0
+        for number, batch in enumerate(self.task.train_batches(epoch)):
+            if number % self.world_size != self.rank:
+                continue
+            if mine >= self.num_batches():
+                return
+            if mine >= start:
+                yield batch
+            mine += 1
+
+    def training_loss(self, model: nn.Module, batch) -> torch.Tensor:
+        return self.ddp(batch)
+
+    def batch_samples(self, batch) -> int:
+        return self.task.batch_samples(batch)
+
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        return self.task.evaluate(model, split)
+
+    def describe(self) -> dict:
+        return {**self.task.describe(), "data_parallel": {"world_size": self.world_size,
+                                                          "batches_per_rank": self.num_batches()}}
+
+
+def fit_ddp(config, run_dir: str | Path, resume: bool = False, backend: str = "", timeout_s: float = 60.0
+            ) -> dict[str, Any]:
+    """Train a recommender as this rank of a data-parallel group (see the module docstring)."""
+    from graphrec.models import get_model_entry
+    from graphrec.runs import make_task
+    from graphrec.train import Trainer
+
+    rank, world_size, device = init_distributed(backend, timeout_s, config.train.device)
+    if config.train.num_threads > 0:
+        torch.set_num_threads(config.train.num_threads)
+    torch.manual_seed(config.train.seed)
+    base = make_task(config)
+    task = ShardedTask(base, rank, world_size)
+    model = task.build_model(get_model_entry(config.model), config.model_config)
+    task.wrap(model, device)
+    run_dir = Path(run_dir)
+    trainer = Trainer(model, task, config.train, run_dir=run_dir if rank == 0 else None,
+                      run_config=config.to_dict())
+    if resume:
+        trainer.resume(run_dir / "last.pt")
+    summary = trainer.fit()
+    if world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    summary["rank"] = rank
+    return summary
