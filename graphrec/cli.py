@@ -14,6 +14,11 @@ examples:
   graphrec fit --model lightgcn --data gowalla --protocol paper --epochs 1000
   graphrec fit --model lightgcn --data gowalla --set train.batch_size=8192 --set train.lr=0.005
   graphrec fit --resume runs/lightgcn-gowalla-20261123-101500   # continue exactly where it stopped
+  graphrec fit --model lightgcn --data gowalla --set train.mode=sampled --set "train.fanouts=[5,5,5]"
+  graphrec fit --model lightgcn --data gowalla --node-encoder convnext_atto --images item_images/
+  graphrec fit --model latte --data acm --split 20 && graphrec explain --checkpoint runs/<run>/best.pt --plot betas.png
+  graphrec fit --model gcnii --data cora --nproc 2 --parallel pipe --chunks 4 --set model.num_layers=16
+  graphrec fit --model lightgcn --data gowalla --nproc 2 --parallel ddp
   graphrec eval --checkpoint runs/<run>/best.pt --split test
   graphrec recommend --checkpoint runs/<run>/best.pt --user 42 -k 10
 

@@ -14,15 +14,18 @@ from graphrec.config import RunConfig, run_config_from_dict
 from graphrec.loaders import get_dataset_spec, load_dataset
 from graphrec.models import get_model_entry
 from graphrec.train import RecommendationTask, Trainer, load_checkpoint
-from graphrec.train.task import Task
+from graphrec.train.hetero_classification import HeteroNodeClassificationTask
 from graphrec.train.node_classification import NodeClassificationTask
+from graphrec.train.task import Task
 
-#: task name -> factory(data, train_config) -> Task
-TASKS = {"recommendation": RecommendationTask, "node_classification": NodeClassificationTask}
-
-from graphrec.train.hetero_classification import HeteroNodeClassificationTask  # noqa: E402
-
-TASKS["hetero_node_classification"] = HeteroNodeClassificationTask   # full batch and train.mode=sampled
+#: task name -> factory(data, train_config) -> Task (full batch; see make_task for train.mode=sampled)
+TASKS = {"recommendation": RecommendationTask, "node_classification": NodeClassificationTask,
+         # one task for both modes: it samples heterogeneous neighbourhoods itself when train.mode=sampled
+         "hetero_node_classification": HeteroNodeClassificationTask}
+#: tasks with a separate minibatch task for train.mode=sampled (imported on first use)
+SAMPLED_TASKS = {"recommendation": ("graphrec.train.sampled_recommendation", "SampledRecommendationTask"),
+                 "node_classification": ("graphrec.train.sampled_node_classification",
+                                         "SampledNodeClassificationTask")}
 
 
 def load_data(config: RunConfig):
@@ -37,12 +40,11 @@ def load_data(config: RunConfig):
 def make_task(config: RunConfig, data=None) -> Task:
     data = load_data(config) if data is None else data
     task = get_model_entry(config.model).task
-    if config.train.mode == "sampled" and task != "hetero_node_classification":   # minibatches over sampled neighbourhoods (graphrec.train.sampled_*)
-        from graphrec.train.sampled_node_classification import SampledNodeClassificationTask
-        from graphrec.train.sampled_recommendation import SampledRecommendationTask
+    if config.train.mode == "sampled" and task in SAMPLED_TASKS:   # minibatches over sampled neighbourhoods
+        import importlib
 
-        sampled = {"recommendation": SampledRecommendationTask, "node_classification": SampledNodeClassificationTask}
-        return sampled[task](data, config.train)
+        module, name = SAMPLED_TASKS[task]
+        return getattr(importlib.import_module(module), name)(data, config.train)
     return TASKS[task](data, config.train)
 
 

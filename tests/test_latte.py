@@ -312,3 +312,50 @@ def test_acm_latte_sampled_learns_and_explain_cli(data_root, tmp_path, capsys):
     weights = json.loads((tmp_path / "betas.json").read_text())
     assert abs(sum(s["mean"] for s in weights[1]["paper"].values()) - 1) < 1e-4
     assert (tmp_path / "betas.png").stat().st_size > 1000
+
+
+# ------------------------------------------------------------------ official optimizer groups and edge filtering
+def test_parameter_groups_exclude_biases_sharpening_and_embeddings_from_weight_decay():
+    from graphrec.config import TrainConfig
+    from graphrec.train.trainer import make_optimizer
+
+    model = small_latte(tiny_graph())
+    decay, no_decay = model.parameter_groups(0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    skipped = {names[id(p)] for p in no_decay["params"]}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert "embedding.subject.weight" in skipped and "layers.1.sharpening" in skipped
+    assert "classifier.bias" in skipped and "layers.0.lin_l.paper.bias" in skipped
+    assert not any(n.endswith("weight") and not n.startswith("embedding.") for n in skipped)
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-3, weight_decay=0.01))   # the Trainer uses them
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]
+    plain = small_latte(tiny_graph(), official_parameter_groups=False).parameter_groups(0.01)
+    assert len(plain) == 1 and plain[0]["weight_decay"] == 0.01
+
+
+def test_edge_threshold_composes_from_the_previous_layers_attended_edges():
+    data = tiny_graph()
+    x, ei, nid = graph_inputs(data)
+    structural = small_latte(data).eval()
+    num_nodes = {t: data[t].num_nodes for t in data.node_types}
+    full = structural.metapath_edges({tuple(k): v for k, v in ei.items()}, num_nodes)
+    # threshold 0 keeps every edge: same edges (and logits) as structural composition
+    zero = small_latte(data, edge_threshold=1e-12).eval()
+    assert torch.allclose(zero(x, ei, nid), structural(x, ei, nid), atol=1e-6)
+    # threshold 1: only edges with attention 1 (a target's single neighbour) or each path's top edge
+    model = small_latte(data, edge_threshold=1.0).eval()
+    h = model.initial_embeddings(x, nid)
+    _, _, alpha = model.layers[0](h, full[0])
+    filtered = model.filtered_edges(1, {tuple(k): v for k, v in ei.items()}, num_nodes, full[0], alpha)
+    pap = next(p for p in model.metapaths[1] if metapath_name(p) == "paper-author-paper")
+    psp = next(p for p in model.metapaths[1] if metapath_name(p) == "paper-subject-paper")
+    # every paper has one subject (attention 1): paper-subject-paper is unchanged
+    assert torch.equal(filtered[psp], full[1][psp])
+    # author a1 has papers p0, p1 (attention < 1 each unless one is the top edge); p0 has authors a0, a1
+    assert filtered[pap].shape[1] < full[1][pap].shape[1]
+    kept = {tuple(e) for e in filtered[pap].t().tolist()}
+    assert kept <= {tuple(e) for e in full[1][pap].t().tolist()}
+    model(x, ei, nid)   # the whole forward runs with filtering
+    with pytest.raises(ValueError, match="edge_threshold"):
+        latte_module.LATTEConfig(edge_threshold=1.5)

@@ -125,6 +125,27 @@ def test_paper_protocol_selects_on_test(tmp_path):
     assert "original LightGCN protocol" in summary["protocol_description"]
 
 
+def test_model_parameter_groups_are_used_by_the_optimizer():
+    from graphrec.train.trainer import make_optimizer
+
+    class Grouped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+            self.frozen = torch.nn.Parameter(torch.ones(2), requires_grad=False)
+
+        def parameter_groups(self, weight_decay):
+            return [{"params": [self.lin.weight], "weight_decay": weight_decay},
+                    {"params": [self.lin.bias, self.frozen], "weight_decay": 0.0}]
+
+    optimizer = make_optimizer(Grouped(), TrainConfig(lr=0.01, weight_decay=0.5))
+    groups = optimizer.param_groups
+    assert [g["weight_decay"] for g in groups] == [0.5, 0.0]
+    assert [len(g["params"]) for g in groups] == [1, 1]   # the frozen parameter is left out
+    plain = make_optimizer(torch.nn.Linear(3, 2), TrainConfig(lr=0.01, weight_decay=0.5))
+    assert len(plain.param_groups) == 1 and plain.param_groups[0]["weight_decay"] == 0.5
+
+
 def test_unknown_monitor_names_the_available_metrics(tmp_path):
     trainer = make_trainer(tmp_path, epochs=1, monitor="recal@20")
     with pytest.raises(KeyError, match="recall@20"):

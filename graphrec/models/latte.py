@@ -38,6 +38,12 @@ class LATTEConfig:
     #: never reached from the 60 train papers, their N(0, 1) vectors (norm ~11, 4x a projected
     #: paper) stay random and swamp the paper's own signal: 0.1 measured better on validation
     embedding_std: float = 0.1
+    #: official ``configure_optimizers`` groups: no weight decay on biases, sharpening, embeddings
+    official_parameter_groups: bool = True
+    #: official ``edge_threshold``: a t-order meta-path (t > 1) is composed only from the edges of
+    #: the (t-1)-order path whose attention at the previous layer (max over heads) is at least
+    #: this (at least the top edge is kept); 0 composes structurally (every edge)
+    edge_threshold: float = 0.0
 
     def __post_init__(self):
         if self.embedding_dim < 1 or self.num_layers < 1 or self.heads < 1 or self.embedding_dim % self.heads:
@@ -47,6 +53,8 @@ class LATTEConfig:
                 raise ValueError(f"{name} must be in [0, 1)")
         if self.neg_sampling_ratio <= 0:
             raise ValueError("neg_sampling_ratio must be > 0")
+        if not 0.0 <= self.edge_threshold <= 1.0:
+            raise ValueError("edge_threshold must be in [0, 1]")
 
 
 class LATTEConv(nn.Module):
@@ -247,7 +255,8 @@ class LATTE(nn.Module):
     def __init__(self, metadata, in_channels: dict[str, int], num_nodes: dict[str, int], num_classes: int,
                  target: str, embedding_dim: int = 128, num_layers: int = 2, heads: int = 2,
                  attn_dropout: float = 0.2, dropout: float = 0.2, classifier_dropout: float = 0.4,
-                 use_proximity: bool = False, neg_sampling_ratio: float = 2.0, embedding_std: float = 0.1):
+                 use_proximity: bool = False, neg_sampling_ratio: float = 2.0, embedding_std: float = 0.1,
+                 official_parameter_groups: bool = True, edge_threshold: float = 0.0):
         super().__init__()
         node_types, edge_types = metadata
         self.node_types = list(node_types)
@@ -256,6 +265,8 @@ class LATTE(nn.Module):
         self.dropout, self.classifier_dropout = dropout, classifier_dropout
         self.use_proximity, self.neg_sampling_ratio = use_proximity, neg_sampling_ratio
         self.embedding_std = embedding_std
+        self.official_parameter_groups = official_parameter_groups
+        self.edge_threshold = edge_threshold
         featured = {t: int(c) for t, c in in_channels.items() if c}
         self.projection = nn.ModuleDict({t: nn.Linear(c, embedding_dim) for t, c in featured.items()})
         self.embedding = nn.ModuleDict({t: nn.Embedding(int(num_nodes[t]), embedding_dim)
@@ -284,11 +295,26 @@ class LATTE(nn.Module):
             layer.reset_parameters()
         self.classifier.reset_parameters()
 
-    def metapath_edges(self, edge_index_dict: dict, num_nodes: dict[str, int]) -> list[dict[MetaPath, torch.Tensor]]:
-        """Per layer, meta-path -> ``edge_index`` on this graph (cached for the last graph seen)."""
+    def parameter_groups(self, weight_decay: float) -> list[dict]:
+        """Optimizer groups of the official ``configure_optimizers``: no weight decay on biases,
+        the sharpening scales (official ``alpha_activation``) and the learned embeddings; the
+        rest (projections, attention vectors, relation scores, classifier) gets ``weight_decay``.
+        Used by the Trainer when ``parameter_groups_official`` is on."""
+        if not self.official_parameter_groups:
+            return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
+        decay, no_decay = [], []
+        for name, parameter in self.named_parameters():
+            skip = name.endswith("bias") or name.endswith("sharpening") or name.startswith("embedding.")
+            (no_decay if skip else decay).append(parameter)
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def metapath_edges(self, edge_index_dict: dict, num_nodes: dict[str, int],
+                       num_layers: int | None = None) -> list[dict[MetaPath, torch.Tensor]]:
+        """Per layer (the first ``num_layers``), meta-path -> structural ``edge_index`` on this graph
+        (cached for the last graph seen)."""
         def build():
             per_layer, previous = [], {}
-            for t, paths in enumerate(self.metapaths):
+            for t, paths in enumerate(self.metapaths[:num_layers]):
                 current = {}
                 for path in paths:
                     if t == 0:
@@ -308,6 +334,29 @@ class LATTE(nn.Module):
 
         return self._cache.get(edge_index_dict, num_nodes, build)
 
+    def filtered_edges(self, t: int, edge_index_dict: dict, num_nodes: dict[str, int],
+                       previous: dict[MetaPath, torch.Tensor], alpha: dict[MetaPath, torch.Tensor]):
+        """Layer ``t``'s meta-paths composed from the base relations and layer ``t - 1``'s edges whose
+        attention (max over heads) is at least ``edge_threshold`` (official ``join_edge_indexes``;
+        the top edge of a path is kept when none passes)."""
+        kept = {}
+        for rest, edge_index in previous.items():
+            if rest not in alpha or edge_index.shape[1] == 0:
+                continue
+            score = alpha[rest].detach().max(dim=1).values
+            mask = score >= self.edge_threshold
+            if not bool(mask.any()):
+                mask[torch.argmax(score)] = True
+            kept[rest] = edge_index[:, mask]
+        current = {}
+        for path in self.metapaths[t]:
+            first, rest = path[0], path[1:]
+            if first in edge_index_dict and rest in kept:
+                current[path] = compose_edge_index(
+                    edge_index_dict[first], kept[rest],
+                    (num_nodes[first[0]], num_nodes[first[2]], num_nodes[target_type(path)]))
+        return current
+
     def initial_embeddings(self, x_dict: dict, n_id_dict: dict) -> dict[str, torch.Tensor]:
         h = {}
         for t in self.node_types:
@@ -321,11 +370,14 @@ class LATTE(nn.Module):
         """Concatenated layer embeddings ``[N_t, embedding_dim * num_layers]`` of every type."""
         num_nodes = {t: int(n_id_dict[t].shape[0]) for t in self.node_types}
         edge_index_dict = {tuple(et): ei for et, ei in edge_index_dict.items()}
-        edges = self.metapath_edges(edge_index_dict, num_nodes)
+        filtering = self.edge_threshold > 0
+        edges = self.metapath_edges(edge_index_dict, num_nodes, 1 if filtering else None)
         h = self.initial_embeddings(x_dict, n_id_dict)
-        layers, betas, proximity = {t: [] for t in self.node_types}, [], None
-        for layer, layer_edges in zip(self.layers, edges):
-            h, beta, _ = layer(h, layer_edges)
+        layers, betas, proximity, alpha = {t: [] for t in self.node_types}, [], None, {}
+        for t, layer in enumerate(self.layers):
+            layer_edges = (self.filtered_edges(t, edge_index_dict, num_nodes, layer_edges, alpha)
+                           if filtering and t > 0 else edges[t])
+            h, beta, alpha = layer(h, layer_edges)
             betas.append({t: b.detach() for t, b in beta.items()})
             if self.use_proximity and self.training:
                 term = layer.proximity_loss(layer_edges, self.neg_sampling_ratio)

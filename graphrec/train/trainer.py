@@ -24,7 +24,18 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """The configured optimizer over the model's trainable parameters.
+
+    A model that defines ``parameter_groups(weight_decay) -> list[dict]`` (torch optimizer
+    parameter groups, e.g. no weight decay on biases and embeddings) gets exactly those groups;
+    ``config.weight_decay`` is passed to it and stays the default of any group without its own.
+    """
+    if callable(getattr(model, "parameter_groups", None)):
+        params = [{**group, "params": [p for p in group["params"] if p.requires_grad]}
+                  for group in model.parameter_groups(config.weight_decay)]
+        params = [group for group in params if group["params"]]
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     name = config.optimizer.lower()
     if name == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
