@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from graphrec.encoders import ImageNodeEncoder, NodeImages, create_encoder
+from report import git_commit, hardware
 from graphrec.models import LightGCN
 from graphrec.sampling import BPRSampler
 
@@ -96,9 +96,7 @@ def main(argv=None) -> int:
                             "repeat_factor": occurrences / distinct},
         "epoch_seconds": best, "speedup": best["per_occurrence"] / best["unique"], "all_epoch_seconds": times,
         "threads": args.threads, "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "hardware": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                     "torch": torch.__version__},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "hardware": hardware(), "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
     print(json.dumps(result, indent=2))
     if args.out:

@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from graphrec.encoders import ImageNodeEncoder, NodeImages, create_encoder
+from report import git_commit, hardware
 
 
 def bare_pass(model, batches, dtype) -> tuple[float, float]:
@@ -114,9 +114,7 @@ def main(argv=None) -> int:
         "bare_fp32_images_per_s": args.images / fp32_bare,
         "bare_seconds": bare_times, "encoder_seconds": encoder_times, "features_match_bare": bool(same), "max_abs_difference": difference,
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
-        "hardware": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                     "torch": torch.__version__},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "hardware": hardware(), "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
     print(json.dumps(result, indent=2))
     if args.out:
