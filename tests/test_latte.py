@@ -319,7 +319,7 @@ def test_parameter_groups_exclude_biases_sharpening_and_embeddings_from_weight_d
     from graphrec.config import TrainConfig
     from graphrec.train.trainer import make_optimizer
 
-    model = small_latte(tiny_graph())
+    model = small_latte(tiny_graph())   # the default: the official groups
     decay, no_decay = model.parameter_groups(0.01)
     names = {id(p): n for n, p in model.named_parameters()}
     skipped = {names[id(p)] for p in no_decay["params"]}
