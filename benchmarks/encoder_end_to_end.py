@@ -12,18 +12,16 @@ occurrence). Both give the same loss and gradients (tests/test_image_node_encode
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from graphrec.encoders import ImageNodeEncoder, NodeImages, create_encoder
-from report import git_commit, hardware
+from report import git_commit, hardware, print_and_save
 from graphrec.models import LightGCN
 from graphrec.sampling import BPRSampler
 
@@ -98,10 +96,7 @@ def main(argv=None) -> int:
         "threads": args.threads, "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "hardware": hardware(), "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print_and_save(result, args.out)
     return 0
 
 

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
 from graphrec.encoders import ImageNodeEncoder, NodeImages, create_encoder
-from report import git_commit, hardware
+from report import git_commit, hardware, print_and_save
 
 
 def bare_pass(model, batches, dtype) -> tuple[float, float]:
@@ -116,10 +114,7 @@ def main(argv=None) -> int:
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "hardware": hardware(), "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
     }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print_and_save(result, args.out)
     return 0
 
 

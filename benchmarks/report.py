@@ -45,6 +45,15 @@ def write_result(name: str, payload: dict) -> Path:
     return path
 
 
+def print_and_save(record: dict, out: str | Path | None) -> None:
+    """Print ``record`` as JSON and, when ``out`` is given, write it there (for scripts that name their file)."""
+    text = json.dumps(record, indent=2) + "\n"
+    print(text, end="")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+
+
 def load_gowalla(data_dir: str | None):
     from graphrec.loaders import load_dataset
 

@@ -9,7 +9,6 @@ output rows, in float32, writing into caller-owned buffers.
 from __future__ import annotations
 
 import numba as nb
-import numpy as np
 
 _OPTS = dict(nogil=True, cache=True, fastmath=True)
 

@@ -377,9 +377,11 @@ class LATTE(nn.Module):
         edges = self.metapath_edges(edge_index_dict, num_nodes, 1 if filtering else None)
         h = self.initial_embeddings(x_dict, n_id_dict)
         layers, betas, proximity, alpha = {t: [] for t in self.node_types}, [], None, {}
-        for t, layer in enumerate(self.layers):
-            layer_edges = (self.filtered_edges(t, edge_index_dict, num_nodes, layer_edges, alpha)
-                           if filtering and t > 0 else edges[t])
+        layer_edges: dict = {}
+        for depth, layer in enumerate(self.layers):
+            # with filtering, layer t's meta-paths compose the previous layer's (attention-filtered) edges
+            layer_edges = (self.filtered_edges(depth, edge_index_dict, num_nodes, layer_edges, alpha)
+                           if filtering and depth > 0 else edges[depth])
             h, beta, alpha = layer(h, layer_edges)
             betas.append({t: b.detach() for t, b in beta.items()})
             if self.use_proximity and self.training:
