@@ -1,8 +1,11 @@
 """UltraGCN training speed: faithful per-positive negatives vs negative sharing, side by side.
 
 With Gowalla's official settings (batch 512, 1500 negatives per positive) the faithful
-sampler gathers 512 x 1500 item embeddings per step; negative sharing draws one set of
-1500 items per batch and scores it with a (512 x 64) @ (64 x 1500) matmul. For each mode
+sampler asks for 512 x 1500 (user, item) scores per step. graphrec computes them with a
+kernel that reads each item row in place (``kernels/pair_scores.py``); the torch way it
+replaces scores every item with one matmul and picks the 1500 (mode ``faithful-matmul``).
+Negative sharing draws one set of 1500 items per batch and scores it with a
+(512 x 64) @ (64 x 1500) matmul. For each mode
 this script trains from the same initialisation (same seed, official hyper-parameters,
 Adam) for a fixed budget of *training* seconds, the two modes taking turns in short time
 slices so that both see the same machine load, evaluating test recall@20 / ndcg@20
@@ -16,6 +19,8 @@ slices so that both see the same machine load, evaluating test recall@20 / ndcg@
 Writes ``benchmarks/results/ultragcn_speed.json`` (and prints a Markdown table).
 
     python benchmarks/ultragcn_speed.py --data-dir /work/shared/data --budget-s 600 --threads 1
+    python benchmarks/ultragcn_speed.py --data-dir /work/shared/data --budget-s 120 --threads 1 \
+        --modes faithful faithful-matmul shared --out benchmarks/results/ultragcn_negative_scoring.json
 """
 from __future__ import annotations
 
@@ -41,14 +46,16 @@ from time_to_accuracy import hardware  # noqa: E402
 class _Mode:
     """One training setting, advanced a time slice at a time."""
 
-    def __init__(self, graph, data: str, shared: bool, seed: int):
-        self.shared = shared
+    def __init__(self, graph, data: str, name: str, seed: int):
+        shared, scoring, self.label = MODES[name]
+        self.name, self.shared = name, shared
         self.config = build_run_config("ultragcn", data, overrides={
             "train.protocol": "paper", "train.shared_negatives": shared, "train.seed": seed})
         torch.manual_seed(seed)
         self.task = RecommendationTask(graph, self.config.train)
         started = time.perf_counter()
         self.model = self.task.build_model(get_model_entry("ultragcn"), self.config.model_config)
+        self.model.negative_scoring = scoring
         self.prepare_s = time.perf_counter() - started
         self.optimizer = make_optimizer(self.model, self.config.train)
         self.train_s = self.sample_s = 0.0
@@ -79,12 +86,12 @@ class _Mode:
         self.curve.append({"train_s": round(self.train_s, 1), "batches": self.batches,
                            "epochs": round(self.batches / len(self.task.sampler), 3),
                            "recall@20": round(metrics["recall@20"], 5), "ndcg@20": round(metrics["ndcg@20"], 5)})
-        print(f"  shared={self.shared} {self.curve[-1]}", flush=True)
+        print(f"  {self.name} {self.curve[-1]}", flush=True)
 
     def summary(self, budget_s: float) -> dict:
         per_batch = self.train_s / self.batches
         return {
-            "mode": "negative sharing (one set per batch)" if self.shared else "faithful (per positive)",
+            "mode": self.label, "name": self.name,
             "shared_negatives": self.shared, "num_negatives": self.config.train.num_negatives,
             "batch_size": self.config.train.batch_size, "prepare_s": round(self.prepare_s, 2),
             "budget_train_s": budget_s, "batches": self.batches,
@@ -96,10 +103,19 @@ class _Mode:
         }
 
 
-def run_side_by_side(graph, data: str, budget_s: float, eval_every_s: float, slice_s: float, seed: int) -> list[dict]:
-    """Both modes from the same seed, trained in alternating time slices so that both see the
+#: name -> (shared negatives, UltraGCN.negative_scoring, label)
+MODES = {
+    "faithful": (False, "auto", "faithful (per positive), pair-score kernel"),
+    "faithful-matmul": (False, "matmul", "faithful (per positive), torch matmul + gather"),
+    "shared": (True, "auto", "negative sharing (one set per batch)"),
+}
+
+
+def run_side_by_side(graph, data: str, budget_s: float, eval_every_s: float, slice_s: float, seed: int,
+                     names: list[str]) -> list[dict]:
+    """Every mode from the same seed, trained in alternating time slices so that all see the
     same machine load (other jobs may share the cores), evaluated at the same training times."""
-    modes = [_Mode(graph, data, shared, seed) for shared in (False, True)]
+    modes = [_Mode(graph, data, name, seed) for name in names]
     trained, next_eval = 0.0, eval_every_s
     while trained < budget_s:
         trained = min(trained + slice_s, budget_s)
@@ -121,13 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slice-s", type=float, default=20.0, help="training seconds per turn of each mode")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=["faithful", "shared"])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "ultragcn_speed.json"))
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     graph = load_dataset(args.data, args.data_dir)
     load_start = os.getloadavg()[0]
-    results = run_side_by_side(graph, args.data, args.budget_s, args.eval_every_s, args.slice_s, args.seed)
+    results = run_side_by_side(graph, args.data, args.budget_s, args.eval_every_s, args.slice_s, args.seed,
+                               args.modes)
     report = {
         "benchmark": "ultragcn_speed", "data": args.data,
         "command": " ".join([sys.executable, *sys.argv]), "seed": args.seed,

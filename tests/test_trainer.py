@@ -146,6 +146,41 @@ def test_model_parameter_groups_are_used_by_the_optimizer():
     assert len(plain.param_groups) == 1 and plain.param_groups[0]["weight_decay"] == 0.5
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_optimizer_is_the_fused_kernel_and_updates_like_the_reference(name):
+    from graphrec.train.trainer import make_optimizer
+
+    torch.manual_seed(0)
+    model = torch.nn.Embedding(50, 8)
+    reference = torch.nn.Embedding(50, 8)
+    reference.load_state_dict(model.state_dict())
+    optimizer = make_optimizer(model, TrainConfig(optimizer=name, lr=0.01, weight_decay=1e-3))
+    assert optimizer.param_groups[0]["fused"] is True
+    reference_optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name](
+        reference.parameters(), lr=0.01, weight_decay=1e-3, foreach=False)
+    for step in range(5):
+        ids = torch.randint(0, 50, (16,))
+        for net, opt in ((model, optimizer), (reference, reference_optimizer)):
+            opt.zero_grad()
+            net(ids).pow(2).sum().backward()
+            opt.step()
+    torch.testing.assert_close(model.weight, reference.weight)
+
+
+def test_a_checkpoint_from_an_unfused_optimizer_keeps_the_fused_kernel():
+    from graphrec.train.trainer import load_optimizer_state, make_optimizer
+
+    model = torch.nn.Embedding(10, 4)
+    old = torch.optim.Adam(model.parameters(), lr=0.01)  # as written by earlier graphrec versions
+    model(torch.tensor([1, 2])).sum().backward()
+    old.step()
+    optimizer = make_optimizer(model, TrainConfig(lr=0.01))
+    load_optimizer_state(optimizer, old.state_dict())
+    assert optimizer.param_groups[0]["fused"] is True
+    torch.testing.assert_close(optimizer.state[model.weight]["exp_avg"], old.state[model.weight]["exp_avg"])
+    optimizer.step()  # runs with the loaded state
+
+
 def test_unknown_monitor_names_the_available_metrics(tmp_path):
     trainer = make_trainer(tmp_path, epochs=1, monitor="recal@20")
     with pytest.raises(KeyError, match="recall@20"):

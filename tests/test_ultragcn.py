@@ -105,11 +105,17 @@ def test_shared_negative_loss_equals_hand_computed_value():
     assert float(loss) == pytest.approx(loss_by_hand(users, pos, lambda row: shared), rel=1e-7)
 
 
-@pytest.mark.parametrize("shared,num_negatives", [(False, 1), (False, 3), (True, 3)])
-def test_fused_loss_and_gradients_equal_the_reference_terms(shared, num_negatives):
-    # Per positive, 1 negative takes the (B, N, d) gather path, 3 the score-every-item path
-    # (N * d = 6 > 4 items); duplicates within a row must count twice in both.
+@pytest.mark.parametrize("shared,num_negatives,path", [
+    (False, 1, "auto"), (False, 3, "auto"), (False, 3, "fused"), (False, 3, "matmul"), (False, 1, "gather"),
+    (False, 3, "gather"), (True, 3, "auto")])
+def test_fused_loss_and_gradients_equal_the_reference_terms(shared, num_negatives, path):
+    # Every way of scoring per-positive negatives (the CPU kernel, score-every-item matmul, the
+    # (B, N, d) gather) gives the reference's loss and gradients; duplicates within a row count twice.
     model = tiny_model()
+    model.negative_scoring = path
+    if not shared:
+        assert model._negative_path(torch.zeros(1, num_negatives, dtype=torch.long)) == (
+            "fused" if path == "auto" else path)
     users, pos = torch.tensor([2, 0, 1, 2]), torch.tensor([1, 0, 2, 3])
     negs = torch.tensor([[0, 3, 1], [2, 3, 3], [0, 0, 1], [1, 2, 0]])[:, :num_negatives]
     negs = negs[:1] if shared else negs
@@ -333,3 +339,23 @@ def test_prepare_keeps_the_torch_thread_setting():
             "print(torch.get_num_threads())\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "1"
+
+
+def test_pair_score_kernel_equals_gathered_dot_products_and_their_gradients():
+    from graphrec.kernels.pair_scores import pair_scores, pair_scores_item_grad, pair_scores_user_grad
+
+    generator = torch.Generator().manual_seed(0)
+    users, items = torch.randn(5, 8, generator=generator), torch.randn(7, 8, generator=generator)
+    pairs = torch.randint(0, 7, (5, 11), generator=generator)
+    pairs[0, :3] = 6  # a repeated item must collect every contribution
+    grad = torch.randn(5, 11, generator=generator)
+    u, w = users.clone().requires_grad_(), items.clone().requires_grad_()
+    reference = (w[pairs] * u.unsqueeze(1)).sum(-1)
+    reference.backward(grad)
+    torch.testing.assert_close(torch.from_numpy(pair_scores(users.numpy(), items.numpy(), pairs.numpy())),
+                               reference.detach())
+    torch.testing.assert_close(torch.from_numpy(pair_scores_user_grad(grad.numpy(), items.numpy(), pairs.numpy())),
+                               u.grad)
+    for parts in (1, 3, 7, 10):  # thread-owned item ranges, including more parts than items
+        got = pair_scores_item_grad(grad.numpy(), users.numpy(), pairs.numpy(), 7, parts)
+        torch.testing.assert_close(torch.from_numpy(got), w.grad)

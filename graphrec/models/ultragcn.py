@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphrec.kernels.item_similarity import WEIGHTINGS, item_item_topk
+from graphrec.kernels.pair_scores import pair_scores, pair_scores_item_grad, pair_scores_user_grad
 from graphrec.models.registry import register_model
 
 
@@ -123,7 +125,8 @@ class UltraGCN(nn.Module):
     official code. Scores are plain inner products :math:`\mathbf{e}_u^\top\mathbf{e}_i`.
 
     Batches carry either ``num_negatives`` negatives per positive (``neg_items`` of shape
-    (B, N), the faithful sampling) or one shared set per batch (shape (1, N),
+    (B, N), the faithful sampling; on CPU scored by :mod:`graphrec.kernels.pair_scores`
+    without copying the (B, N, d) rows) or one shared set per batch (shape (1, N),
     ``batch.shared_negatives``), scored with one dense matmul. graphrec's per-positive
     sampler skips the user's train items; the official one (``sampling_sift_pos=no``) draws
     uniformly over all items, which differs in well under 1% of draws on these datasets.
@@ -180,6 +183,7 @@ class UltraGCN(nn.Module):
                              persistent=False)
         self.register_buffer("item_neighbor_weights", torch.zeros(0, num_item_neighbors), persistent=False)
         self.item_image_encoder: nn.Module | None = None  # attach_item_images(); None: pure UltraGCN
+        self.negative_scoring = "auto"  # or "fused" / "matmul" / "gather": see _negative_path
 
     def attach_item_images(self, encoder: nn.Module) -> "UltraGCN":
         """Add projected item-image features to every item's representation (see the class notes).
@@ -248,12 +252,9 @@ class UltraGCN(nn.Module):
         if not shared_negatives and (neg_items.dim() != 2 or neg_items.shape[0] != batch):
             raise ValueError(f"neg_items must have shape (batch, num_negatives), got {tuple(neg_items.shape)}")
         neighbors = self.item_neighbors[pos_items]  # (B, K)
-        # Faithful negatives: when a (B, N, d) gather moves more data than scoring every item,
-        # score all items with one matmul and pick the (B, N) scores (same values, same gradients).
-        score_all = not shared_negatives and neg_items.shape[1] * self.item_embedding.weight.shape[1] > self.num_items
         images = self.item_image_encoder
-        score_all = score_all and images is None  # with images, score the sampled negatives only
-        negatives = neg_items.reshape(-1)[:0] if score_all else neg_items.reshape(-1)
+        path = "shared" if shared_negatives else self._negative_path(neg_items)
+        negatives = neg_items.reshape(-1) if path in ("shared", "gather") else neg_items.reshape(-1)[:0]
         user_e, user_sq = _RowsAndHalfSquaredNorm.apply(self.user_embedding.weight, users)
         item_e, item_sq = _RowsAndHalfSquaredNorm.apply(
             self.item_embedding.weight, torch.cat([pos_items, negatives, neighbors.reshape(-1)]))
@@ -269,7 +270,9 @@ class UltraGCN(nn.Module):
             neg_scores = user_e @ neg_e.t()  # (B, N): one dense matmul
             neg_w = self.w3 + self.w4 * beta_u.unsqueeze(1) * self.beta_item[negatives].unsqueeze(0)
         else:
-            if score_all:
+            if path == "fused":
+                neg_scores = _SampledPairScores.apply(user_e, self.item_embedding.weight, neg_items)
+            elif path == "matmul":
                 neg_scores = (user_e @ self.item_embedding.weight.t()).gather(1, neg_items)
             else:
                 neg_scores = torch.bmm(neg_e.view(batch, -1, neg_e.shape[-1]), user_e.unsqueeze(-1)).squeeze(-1)
@@ -280,6 +283,24 @@ class UltraGCN(nn.Module):
                                     user_e.unsqueeze(-1)).squeeze(-1)
         item_constraint = -(self.item_neighbor_weights[pos_items] * F.logsigmoid(neighbor_scores)).sum()
         return objective + self.item_constraint_weight * item_constraint + self.l2_weight * (user_sq + item_sq)
+
+    def _negative_path(self, neg_items: torch.Tensor) -> str:
+        """How per-positive negatives are scored (all three give the same values and gradients).
+
+        ``"fused"`` (CPU): :mod:`graphrec.kernels.pair_scores`, each score one dot product
+        against a table row read in place; ``"matmul"``: score every item with one matmul and
+        pick the (B, N) scores, cheaper than ``"gather"`` (a (B, N, d) copy of the rows) once
+        N * d exceeds the item count. Item images always take ``"gather"``: their features
+        exist only for the items asked for. ``negative_scoring`` forces a path.
+        """
+        weight = self.item_embedding.weight
+        if self.item_image_encoder is not None:
+            return "gather"
+        if self.negative_scoring != "auto":
+            return self.negative_scoring
+        if weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.float64):
+            return "fused"
+        return "matmul" if neg_items.shape[1] * weight.shape[1] > self.num_items else "gather"
 
     def objective_loss(self, users: torch.Tensor, pos_items: torch.Tensor, neg_items: torch.Tensor,
                        shared_negatives: bool = False) -> torch.Tensor:
@@ -341,3 +362,31 @@ class _RowsAndHalfSquaredNorm(torch.autograd.Function):
         if grad_rows is not None:
             grad.index_add_(0, index, grad_rows)
         return grad, None
+
+
+class _SampledPairScores(torch.autograd.Function):
+    """``scores[b, n] = user_e[b] . weight[neg_items[b, n]]`` without gathering the (B, N, d) rows.
+
+    The backward returns the table's gradient as a dense (I, d) tensor, as ``weight[index]``
+    through autograd would; see :mod:`graphrec.kernels.pair_scores` for why and how fast.
+    """
+
+    @staticmethod
+    def forward(ctx, user_e: torch.Tensor, weight: torch.Tensor, neg_items: torch.Tensor):
+        user_e, neg_items = user_e.detach().contiguous(), neg_items.contiguous()
+        weight = weight.detach()
+        ctx.save_for_backward(user_e, weight, neg_items)
+        return torch.from_numpy(pair_scores(user_e.numpy(), weight.numpy(), neg_items.numpy()))
+
+    @staticmethod
+    def backward(ctx, grad):
+        user_e, weight, neg_items = ctx.saved_tensors
+        grad = grad.contiguous().numpy()
+        pairs = neg_items.numpy()
+        grad_user = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_user = torch.from_numpy(pair_scores_user_grad(grad, weight.numpy(), pairs))
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.from_numpy(pair_scores_item_grad(grad, user_e.numpy(), pairs, weight.shape[0],
+                                                                 max(1, nb.get_num_threads())))
+        return grad_user, grad_weight, None

@@ -37,13 +37,43 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     else:
         params = [p for p in model.parameters() if p.requires_grad]
     name = config.optimizer.lower()
+    # The fused (single-kernel) Adam: same update, 3-4x faster per step on CPU for an
+    # embedding table of Gowalla's size (10 ms against 39 ms for 4.5M parameters, one
+    # thread), where the dense per-step update is a fifth of a LightGCN or UltraGCN step.
+    fused = _fusable(params)
     if name == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     if name == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
     raise ValueError(f"unknown optimizer {config.optimizer!r}: use adam, adamw or sgd")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load ``state`` but keep ``optimizer``'s implementation (fused / foreach).
+
+    torch's ``load_state_dict`` copies every group option from the checkpoint, so a checkpoint
+    written by a non-fused optimizer would silently switch the fused one back. The options
+    say how to compute the update, not what it is: the current ones win.
+    """
+    implementation = [{key: group[key] for key in ("fused", "foreach") if key in group}
+                      for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, keep in zip(optimizer.param_groups, implementation):
+        group.update(keep)
+        if group.get("fused"):  # the fused kernels want their step counters beside the parameters
+            for param in group["params"]:
+                param_state = optimizer.state.get(param, {})
+                if torch.is_tensor(param_state.get("step")):
+                    param_state["step"] = param_state["step"].to(param.device, torch.float32)
+
+
+def _fusable(params: list) -> bool | None:
+    """True when every parameter can take torch's fused Adam (floating point, on CPU or CUDA)."""
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    ok = bool(tensors) and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+    return True if ok else None  # None: torch's default implementation
 
 
 class Trainer:
@@ -105,7 +135,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model_state"])
-        self.optimizer.load_state_dict(state["optimizer_state"])
+        load_optimizer_state(self.optimizer, state["optimizer_state"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
         self.best_metrics = dict(state["best_metrics"])
