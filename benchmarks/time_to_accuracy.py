@@ -94,7 +94,9 @@ def evaluation_curve(rows: list[dict], started: float, metric: str, split: str =
         if row.get("split") != split or metric not in row or row.get("final"):
             continue
         eval_total += float(row.get("eval_seconds", 0.0))
-        curve.append({"epoch": row["epoch"], "wall_s": round(row["time"] - started, 1),
+        # a resumed run's earlier sessions happened before ``started``: no wall time of this session to give
+        wall_s = round(row["time"] - started, 1) if row["time"] >= started else None
+        curve.append({"epoch": row["epoch"], "wall_s": wall_s,
                       "train_eval_s": round(float(row["elapsed_s"]) + eval_total, 1),
                       **{k: round(v, 5) for k, v in row.items() if "@" in k}})
     return curve
@@ -228,12 +230,12 @@ def markdown(result: dict) -> str:
         if point is None:
             lines.append(f"| {threshold} | not reached | | | | |")
         else:
-            lines.append(f"| {threshold} | {point['epoch']} | {point['wall_s']} | {point['train_eval_s']} | "
+            lines.append(f"| {threshold} | {point['epoch']} | {_wall(point)} | {point['train_eval_s']} | "
                          f"{point[metric]:.4f} | {point.get('ndcg@20', float('nan')):.4f} |")
     best = result["best"]
     if best:
         lines += ["", f"Best: {metric} {best[metric]:.4f}, ndcg@20 {best.get('ndcg@20', float('nan')):.4f} "
-                      f"at epoch {best['epoch']} ({best['wall_s']} s wall)."]
+                      f"at epoch {best['epoch']} ({_wall(best)} s wall)."]
     if result.get("paper"):
         paper = result["paper"]
         lines.append(f"Paper ({paper['source']}): recall@20 {paper['recall@20']}, ndcg@20 {paper['ndcg@20']}.")
@@ -241,6 +243,10 @@ def markdown(result: dict) -> str:
     if official:
         lines += ["", official_run_note(official, result["mean_epoch_train_s"], metric)]
     return "\n".join(lines) + "\n"
+
+
+def _wall(point: dict) -> str:
+    return "earlier session" if point["wall_s"] is None else str(point["wall_s"])
 
 
 def official_run_note(official: dict, epoch_s: float, metric: str) -> str:

@@ -19,7 +19,7 @@ slices so that both see the same machine load, evaluating test recall@20 / ndcg@
 Writes ``benchmarks/results/ultragcn_speed.json`` (and prints a Markdown table).
 
     python benchmarks/ultragcn_speed.py --data-dir /work/shared/data --budget-s 600 --threads 1
-    python benchmarks/ultragcn_speed.py --data-dir /work/shared/data --budget-s 120 --threads 1 \
+    python benchmarks/ultragcn_speed.py --data-dir /work/shared/data --budget-s 120 --threads 1 \\
         --modes faithful faithful-matmul shared --out benchmarks/results/ultragcn_negative_scoring.json
 """
 from __future__ import annotations
