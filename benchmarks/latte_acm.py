@@ -84,7 +84,7 @@ def aggregate(rows: list[dict]) -> dict:
 
 
 def markdown(table: dict, meta: dict) -> str:
-    lines = [f"# LATTE vs HAN vs HGT on ACM (HeCo), test macro/micro-F1 (%) at the best-validation-loss epoch", "",
+    lines = ["# LATTE vs HAN vs HGT on ACM (HeCo), test macro/micro-F1 (%) at the best-validation-loss epoch", "",
              f"Date {meta['date']}; {meta['hardware']}; load average (1 min) {meta['load_average']}; "
              f"wall time {meta['wall_seconds']:.0f} s; fan-outs {meta['fanouts']} per relation and hop (sampled "
              f"training and evaluation); seeds {meta['seeds']}.", "",

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numba
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -22,6 +23,7 @@ def hardware() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "numba_threads": numba.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 

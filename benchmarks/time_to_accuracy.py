@@ -7,7 +7,8 @@ recall@20 reaches it, with two clocks:
 
 - ``wall_s``: wall-clock seconds from just before ``fit`` was called (data loading, model
   preparation, training, evaluation and checkpointing all included) to the moment that
-  evaluation row was written;
+  evaluation row was written (``null`` for rows written by an earlier session of a
+  ``--resume``-d run: that session's wall clock is not this one's);
 - ``train_eval_s``: the Trainer's own clocks, training seconds (``elapsed_s``) plus every
   evaluation's ``eval_seconds`` so far.
 
@@ -34,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 
+import numba
 import torch
 
 from graphrec import runs
@@ -69,6 +71,7 @@ def hardware() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "numba_threads": numba.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "load_average_at_start": list(os.getloadavg())}
@@ -183,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     best = max(curve, key=lambda p: p[args.metric]) if curve else None
     info["load_average_at_end"] = list(os.getloadavg())
     info["torch_threads"] = torch.get_num_threads()  # as the run set it (train.num_threads)
+    info["numba_threads"] = numba.get_num_threads()
     result = {
         "benchmark": "time_to_accuracy", "model": args.model, "data": args.data,
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
@@ -215,7 +219,7 @@ def markdown(result: dict) -> str:
              f"{result['run_config']['train']['eval_every']} epoch(s)), budget {result['time_budget_s']:.0f} s, "
              f"stopped: {result['stopped_because']}",
              f"- hardware: {result['hardware']['cpu']}, {result['hardware']['cores']} cores, "
-             f"torch {result['hardware']['torch']} ({result['hardware']['torch_threads']} threads); load average "
+             f"torch {result['hardware']['torch']} ({result['hardware']['torch_threads']} threads{_numba(result)}); load average "
              f"at start {result['hardware']['load_average_at_start'][0]:.1f}, at end "
              f"{result['hardware']['load_average_at_end'][0]:.1f} (other jobs share the machine)",
              *(["- resumed from the run folder's last.pt: the run spans sessions, so read the train + eval "
@@ -243,6 +247,12 @@ def markdown(result: dict) -> str:
     if official:
         lines += ["", official_run_note(official, result["mean_epoch_train_s"], metric)]
     return "\n".join(lines) + "\n"
+
+
+def _numba(result: dict) -> str:
+    # older records did not note numba's pool (it then used every core for graphrec's kernels)
+    threads = result["hardware"].get("numba_threads")
+    return f", numba kernels {threads}" if threads is not None else ""
 
 
 def _wall(point: dict) -> str:

@@ -37,6 +37,7 @@ from graphrec.config import build_run_config
 from graphrec.loaders import load_dataset
 from graphrec.models import get_model_entry
 from graphrec.train.recommendation import RecommendationTask
+from graphrec.train.threads import set_num_threads
 from graphrec.train.trainer import make_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -135,13 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=600.0, help="training seconds per mode")
     parser.add_argument("--eval-every-s", type=float, default=200.0, help="training seconds between evaluations")
     parser.add_argument("--slice-s", type=float, default=20.0, help="training seconds per turn of each mode")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads for torch and numba's kernels alike (0: their defaults)")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=["faithful", "shared"])
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "ultragcn_speed.json"))
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_num_threads(args.threads)  # the pair-score kernel is numba: same thread count as torch's matmul
     graph = load_dataset(args.data, args.data_dir)
     load_start = os.getloadavg()[0]
     results = run_side_by_side(graph, args.data, args.budget_s, args.eval_every_s, args.slice_s, args.seed,
@@ -164,7 +165,8 @@ def markdown(report: dict, budget_s: float) -> str:
     lines = [f"# UltraGCN on {report['data']}: faithful negatives vs negative sharing", "",
              f"- command: `{report['command']}`",
              f"- seed {report['seed']}; {budget_s:.0f} s of training per mode, the modes taking turns; "
-             f"{hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch thread(s); load average "
+             f"{hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch thread(s), "
+             f"{hw.get('numba_threads', 'all cores for')} numba thread(s); load average "
              f"{hw['load_average_at_start']:.1f} at start, {hw['load_average_at_end']:.1f} at end", "",
              "| mode | negatives | s/batch | samples/s | s/epoch | sampling share | epochs done | recall@20 | ndcg@20 |",
              "|---|---|---|---|---|---|---|---|---|"]

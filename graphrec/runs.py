@@ -17,6 +17,7 @@ from graphrec.train import RecommendationTask, Trainer, load_checkpoint
 from graphrec.train.hetero_classification import HeteroNodeClassificationTask
 from graphrec.train.node_classification import NodeClassificationTask
 from graphrec.train.task import Task
+from graphrec.train.threads import set_num_threads
 
 #: task name -> factory(data, train_config) -> Task (full batch; see make_task for train.mode=sampled)
 TASKS = {"recommendation": RecommendationTask, "node_classification": NodeClassificationTask,
@@ -55,8 +56,7 @@ def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
 def fit(config: RunConfig, run_dir: str | Path | None = None, resume: bool = False, data=None,
         ) -> tuple[Trainer, dict[str, Any]]:
     """Train ``config`` into ``run_dir`` (resuming from its ``last.pt`` when asked)."""
-    if config.train.num_threads > 0:
-        torch.set_num_threads(config.train.num_threads)
+    set_num_threads(config.train.num_threads)
     torch.manual_seed(config.train.seed)
     task = make_task(config, data)
     entry = get_model_entry(config.model)

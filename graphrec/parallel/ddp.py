@@ -89,10 +89,10 @@ def fit_ddp(config, run_dir: str | Path, resume: bool = False, backend: str = ""
     from graphrec.models import get_model_entry
     from graphrec.runs import make_task
     from graphrec.train import Trainer
+    from graphrec.train.threads import set_num_threads
 
     rank, world_size, device = init_distributed(backend, timeout_s, config.train.device)
-    if config.train.num_threads > 0:
-        torch.set_num_threads(config.train.num_threads)
+    set_num_threads(config.train.num_threads)
     torch.manual_seed(config.train.seed)
     base = make_task(config)
     task = ShardedTask(base, rank, world_size)

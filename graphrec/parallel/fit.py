@@ -38,11 +38,11 @@ def fit_parallel(config, parallel: ParallelConfig, run_dir: str | Path, resume: 
     from graphrec.runs import make_task
     from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
     from graphrec.train.runlog import RunLog
+    from graphrec.train.threads import set_num_threads
 
     train = config.train
     rank, world_size, device = init_distributed(parallel.backend, parallel.timeout_s, train.device)
-    if train.num_threads > 0:
-        torch.set_num_threads(train.num_threads)
+    set_num_threads(train.num_threads)
     torch.manual_seed(train.seed)
     task = make_task(config)
     if get_model_entry(config.model).task != "node_classification":

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numba
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -305,7 +306,8 @@ def _hardware() -> dict:
     import platform
 
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads(),
+            "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
