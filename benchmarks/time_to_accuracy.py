@@ -99,7 +99,7 @@ def evaluation_curve(rows: list[dict], started: float, metric: str, split: str =
         eval_total += float(row.get("eval_seconds", 0.0))
         # a resumed run's earlier sessions happened before ``started``: no wall time of this session to give
         wall_s = round(row["time"] - started, 1) if row["time"] >= started else None
-        curve.append({"epoch": row["epoch"], "wall_s": wall_s,
+        curve.append({"epoch": row["epoch"], "time": round(row["time"], 1), "wall_s": wall_s,
                       "train_eval_s": round(float(row["elapsed_s"]) + eval_total, 1),
                       **{k: round(v, 5) for k, v in row.items() if "@" in k}})
     return curve
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "seed": args.seed, "metric": args.metric, "thresholds": args.thresholds,
         "time_budget_s": args.time_budget, "resumed": args.resume, "stopped_because": watchdog.reason or summary.get("status"),
+        "started_at": round(started, 1), "finished_at": round(finished, 1),  # Unix times: did two runs overlap?
         "total_wall_s": round(finished - started, 1),
         # a resumed run's config.yaml was written in its first session: no setup time in this one
         "setup_s": None if args.resume else round(config_mtime - started, 1),

@@ -39,6 +39,7 @@ class TrainConfig:
     time_limit_s: float = 0.0
     eval_chunk_size: int = 256
     device: str = "cpu"
+    #: CPU threads for torch and for graphrec's numba kernels alike (0: their defaults, every core)
     num_threads: int = 0
     # One negative set per batch, uniform over all items, shared by the batch's rows
     # (UltraGCN-style negative sharing); off: num_negatives per positive.
