@@ -2,6 +2,7 @@
 import dataclasses
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from torch import nn
@@ -192,8 +193,6 @@ def test_round_trip_lightgcn():
 
 def test_shipped_recipe_files_load():
     """The YAML recipes under examples/configs/ resolve (a renamed key would make them unusable)."""
-    from pathlib import Path
-
     recipe = Path(__file__).resolve().parents[1] / "examples" / "configs" / "lightgcn-gowalla-fast.yaml"
     config = build_run_config("lightgcn", "gowalla", config_file=str(recipe))
     assert (config.train.batch_size, config.train.lr) == (8192, 1e-2)
