@@ -23,6 +23,14 @@ class TrainConfig:
     epochs: int = 1000
     batch_size: int = 2048
     lr: float = 1e-3
+    #: learning-rate schedule over epochs (graphrec.train.schedule): "constant", "cosine"
+    #: (down to ``lr_min`` over ``lr_decay_epochs``, 0: over ``epochs``) or "step" (times
+    #: ``lr_gamma`` at each of ``lr_milestones``, in completed epochs)
+    lr_schedule: str = "constant"
+    lr_min: float = 0.0
+    lr_decay_epochs: int = 0
+    lr_milestones: tuple[int, ...] = ()
+    lr_gamma: float = 0.1
     weight_decay: float = 0.0
     optimizer: str = "adam"
     eval_every: int = 10
@@ -82,6 +90,12 @@ class TrainConfig:
             raise ValueError(f"monitor_mode must be 'max' or 'min', got {self.monitor_mode!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
             raise ValueError("epochs, batch_size and eval_every must be >= 1")
+        if self.lr_schedule not in ("constant", "cosine", "step"):
+            raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'step', got {self.lr_schedule!r}")
+        if self.lr <= 0 or not 0 <= self.lr_min <= self.lr or self.lr_decay_epochs < 0 or self.lr_gamma <= 0:
+            raise ValueError("need lr > 0, 0 <= lr_min <= lr, lr_decay_epochs >= 0 and lr_gamma > 0, got "
+                             f"lr={self.lr}, lr_min={self.lr_min}, lr_decay_epochs={self.lr_decay_epochs}, "
+                             f"lr_gamma={self.lr_gamma}")
         if self.early_stopping not in ("patience", "window_mean"):
             raise ValueError(f"early_stopping must be 'patience' or 'window_mean', got {self.early_stopping!r}")
         if self.split not in ("public", "random", "stratified") and not str(self.split).isdigit():

@@ -1,5 +1,6 @@
 """The Trainer: selection, checkpoints, exact resume, interrupts, NaN handling, run folder."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -217,3 +218,44 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     state = load_checkpoint(tmp_path / "last.pt")
     assert (state["epoch"], state["step"]) == (result["epoch"], result["step"])
     assert state["epoch"] >= 1
+
+
+def test_lr_schedule_is_applied_per_epoch_logged_and_resumed_exactly(tmp_path):
+    schedule = dict(lr_schedule="cosine", lr_min=0.001)
+    reference = make_trainer(tmp_path / "a", **schedule)
+    reference.fit()
+    rows = [json.loads(line) for line in open(tmp_path / "a" / "metrics.jsonl")]
+    logged = [r["lr"] for r in rows if r["split"] == "train"]
+    # cosine from 0.01 to 0.001 over the 4 epochs, one rate per epoch starting at the full rate
+    expected = [0.001 + 0.009 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
+    assert logged == pytest.approx(expected)
+    constant = make_trainer(tmp_path / "c")
+    constant.fit()
+    assert not all(torch.equal(v, constant.model.state_dict()[k]) for k, v in reference.model.state_dict().items())
+
+    interrupted = make_trainer(tmp_path / "b", **schedule)
+    original_loss, calls = interrupted.task.training_loss, {"n": 0}
+
+    def loss_then_stop(model, batch):
+        calls["n"] += 1
+        if calls["n"] == 2 * interrupted.task.num_batches() + 1:  # a batch into the third epoch
+            interrupted.request_stop()
+        return original_loss(model, batch)
+
+    interrupted.task.training_loss = loss_then_stop
+    assert interrupted.fit()["status"] == "interrupted"
+    resumed = make_trainer(tmp_path / "b", **schedule)
+    resumed.resume()
+    resumed.fit()
+    for name, value in reference.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+
+
+def test_resume_with_a_new_lr_uses_it(tmp_path):
+    first = make_trainer(tmp_path, epochs=1)
+    first.fit()
+    resumed = make_trainer(tmp_path, epochs=2, lr=0.002)
+    resumed.resume()
+    resumed.fit()
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["lr"] for r in rows if r["split"] == "train"] == pytest.approx([0.01, 0.002])

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from graphrec.config import TrainConfig
 from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
 from graphrec.train.runlog import RunLog
+from graphrec.train.schedule import apply_lr
 from graphrec.train.task import Task
 
 
@@ -56,9 +57,12 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
 
     torch's ``load_state_dict`` copies every group option from the checkpoint, so a checkpoint
     written by a non-fused optimizer would silently switch the fused one back. The options
-    say how to compute the update, not what it is: the current ones win.
+    say how to compute the update, not what it is: the current ones win. So does the configured
+    base rate (``initial_lr``, from which the schedule sets each epoch's rate): resuming with the
+    same config changes nothing, and resuming with ``--set train.lr=...`` really uses the new rate.
     """
-    implementation = [{key: group[key] for key in ("fused", "foreach") if key in group}
+    implementation = [{**{key: group[key] for key in ("fused", "foreach") if key in group},
+                       "initial_lr": group.get("initial_lr", group["lr"])}
                       for group in optimizer.param_groups]
     optimizer.load_state_dict(state)
     for group, keep in zip(optimizer.param_groups, implementation):
@@ -192,6 +196,7 @@ class Trainer:
     def _run_epoch(self) -> str:
         model, task, optimizer = self.model, self.task, self.optimizer
         model.train()
+        lr = apply_lr(optimizer, self.config, self.epoch)
         total_loss, total_samples, batches = 0.0, 0, 0
         started = time.perf_counter()
         progress = tqdm(total=task.num_batches(), initial=self.step, desc=f"epoch {self.epoch + 1}",
@@ -227,7 +232,7 @@ class Trainer:
         self.elapsed += seconds
         self.epoch += 1
         self.step = 0
-        row = {"epoch": self.epoch, "split": "train", "loss": total_loss / max(total_samples, 1),
+        row = {"epoch": self.epoch, "split": "train", "loss": total_loss / max(total_samples, 1), "lr": lr,
                "seconds": round(seconds, 3), "samples_per_s": round(total_samples / max(seconds, 1e-9), 1),
                "elapsed_s": round(self.elapsed, 3)}
         self._record(row)
