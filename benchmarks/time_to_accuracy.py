@@ -222,7 +222,7 @@ def markdown(result: dict) -> str:
              f"- hardware: {result['hardware']['cpu']}, {result['hardware']['cores']} cores, "
              f"torch {result['hardware']['torch']} ({result['hardware']['torch_threads']} threads{_numba(result)}); load average "
              f"at start {result['hardware']['load_average_at_start'][0]:.1f}, at end "
-             f"{result['hardware']['load_average_at_end'][0]:.1f} (other jobs share the machine)",
+             f"{result['hardware']['load_average_at_end'][0]:.1f} (the end figure counts this run's own threads)",
              *(["- resumed from the run folder's last.pt: the run spans sessions, so read the train + eval "
                 "clock (the Trainer's, summed over sessions); wall s counts from this session's start"]
                if result.get("resumed") else []),

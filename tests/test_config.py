@@ -202,3 +202,8 @@ def test_shipped_recipe_files_load():
     train = cosine.train
     assert (train.batch_size, train.lr, train.lr_schedule, train.epochs, train.lr_min) == (8192, 1e-2, "cosine", 200, 0.0)
     assert cosine.model_config == config.model_config
+    long = build_run_config("lightgcn", "gowalla",
+                            config_file=str(recipe.with_name("lightgcn-gowalla-fast-cosine400.yaml")))
+    train = long.train
+    assert (train.batch_size, train.lr, train.lr_schedule, train.epochs, train.lr_min) == (8192, 1e-2, "cosine", 400, 0.0)
+    assert long.model_config == config.model_config
