@@ -198,12 +198,8 @@ def test_shipped_recipe_files_load():
     assert (config.train.batch_size, config.train.lr) == (8192, 1e-2)
     # Only the optimisation changes: the model stays the paper's.
     assert config.model_config == build_run_config("lightgcn", "gowalla").model_config
-    cosine = build_run_config("lightgcn", "gowalla", config_file=str(recipe.with_name("lightgcn-gowalla-fast-cosine.yaml")))
-    train = cosine.train
-    assert (train.batch_size, train.lr, train.lr_schedule, train.epochs, train.lr_min) == (8192, 1e-2, "cosine", 200, 0.0)
-    assert cosine.model_config == config.model_config
-    long = build_run_config("lightgcn", "gowalla",
-                            config_file=str(recipe.with_name("lightgcn-gowalla-fast-cosine400.yaml")))
-    train = long.train
-    assert (train.batch_size, train.lr, train.lr_schedule, train.epochs, train.lr_min) == (8192, 1e-2, "cosine", 400, 0.0)
-    assert long.model_config == config.model_config
+    for name, epochs in [("lightgcn-gowalla-fast-cosine.yaml", 200), ("lightgcn-gowalla-fast-cosine400.yaml", 400)]:
+        cosine = build_run_config("lightgcn", "gowalla", config_file=str(recipe.with_name(name)))
+        train = cosine.train
+        assert (train.batch_size, train.lr, train.lr_schedule, train.epochs, train.lr_min) == (8192, 1e-2, "cosine", epochs, 0.0)
+        assert cosine.model_config == config.model_config
