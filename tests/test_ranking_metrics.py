@@ -7,6 +7,7 @@ import scipy.sparse as sp
 import torch
 
 from graphrec.metrics import RankingEvaluator, ranking_metrics_from_hits, top_k_items
+from graphrec.metrics.ranking import top_k_items_on_device
 
 
 def _close(got: dict, expected: dict):
@@ -142,6 +143,49 @@ def test_top_k_items_matches_bruteforce_with_ties_and_short_rows(seed, item_tile
     np.testing.assert_array_equal(got_scores, expected_scores.astype(np.float32))
     assert got_items[0].tolist() == [-1] * k
     assert got_items[1, 3:].tolist() == [-1] * (k - 3)
+
+
+@pytest.mark.parametrize("chunk_size", [7, None])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_device_top_k_matches_bruteforce_with_ties_and_short_rows(seed, chunk_size):
+    # The GPU path's logic (mask, topk, exact tie order, padding), run here on CPU tensors.
+    rng = np.random.default_rng(seed)
+    n_users, n_items, dim, k = 40, 70, 3, 10
+    user = rng.integers(-2, 3, (n_users, dim))
+    item = rng.integers(-2, 3, (n_items, dim))
+    mask = rng.random((n_users, n_items)) < 0.3
+    mask[0] = True
+    mask[1] = True
+    mask[1, [0, 33, 69]] = False
+    mask[3] = False
+    expected_items, expected_scores = _reference_topk(user @ item.T, mask, k)
+    got_items, got_scores = top_k_items_on_device(torch.tensor(user, dtype=torch.float32),
+                                                  torch.tensor(item, dtype=torch.float32), k,
+                                                  exclude=sp.csr_matrix(mask.astype(np.float32)),
+                                                  chunk_size=chunk_size)
+    np.testing.assert_array_equal(got_items, expected_items)
+    np.testing.assert_array_equal(got_scores, expected_scores.astype(np.float32))
+
+
+def test_device_top_k_pads_when_k_exceeds_items():
+    rng = np.random.default_rng(5)
+    user, item = rng.integers(-3, 4, (12, 4)), rng.integers(-3, 4, (9, 4))
+    users = np.array([7, 2, 2, 11])
+    expected, _ = _reference_topk((user @ item.T)[users], np.zeros((users.size, 9), dtype=bool), 12)
+    got, _ = top_k_items_on_device(torch.tensor(user, dtype=torch.float32), torch.tensor(item, dtype=torch.float32),
+                                   12, users=users)
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu/device_check.sh)")
+def test_evaluator_on_cuda_embeddings_equals_cpu():
+    rng = np.random.default_rng(7)
+    user, item = torch.randn(300, 16), torch.randn(500, 16)
+    exclude = sp.csr_matrix((rng.random((300, 500)) < 0.05).astype(np.float32))
+    targets = sp.csr_matrix(((rng.random((300, 500)) < 0.03) & (exclude.toarray() == 0)).astype(np.float32))
+    evaluator = RankingEvaluator(exclude, targets, ks=(10, 20))
+    _close(evaluator.evaluate(user.cuda(), item.cuda()), evaluator.evaluate(user, item))
 
 
 def test_top_k_items_user_subset_and_no_exclude():

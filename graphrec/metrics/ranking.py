@@ -38,6 +38,8 @@ def top_k_items(user_emb: torch.Tensor, item_emb: torch.Tensor, k: int,
     and consumed by the streaming top-k kernel while in cache.
     """
     users = np.arange(user_emb.shape[0]) if users is None else np.asarray(users, dtype=np.int64)
+    if user_emb.device.type != "cpu":
+        return top_k_items_on_device(user_emb, item_emb, k, exclude, users)
     n_items = item_emb.shape[0]
     items = np.empty((users.shape[0], k), dtype=np.int64)
     scores = np.empty((users.shape[0], k), dtype=np.float32)
@@ -65,6 +67,59 @@ def top_k_items(user_emb: torch.Tensor, item_emb: torch.Tensor, k: int,
             topk_tile_update(block.numpy(), offset, indptr, indices, mask_pos, heap_s[:n], heap_i[:n], heap_size)
         topk_finalize(heap_s[:n], heap_i[:n], heap_size, items[start: start + n], scores[start: start + n])
     return items, scores
+
+
+def top_k_items_on_device(user_emb: torch.Tensor, item_emb: torch.Tensor, k: int,
+                          exclude: sp.csr_matrix | None = None, users: np.ndarray | None = None,
+                          chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k_items` computed where the embeddings live (the GPU path; runs on CPU tensors too).
+
+    Scores, masking and ``topk`` stay on the device and only the (users, k) result comes back: with
+    CUDA embeddings the numba path would copy every score block to the host. The order is the
+    numba path's exactly: higher score first, ties to the lower item index, short rows padded with
+    -1 / -inf.
+    """
+    device = user_emb.device
+    users = np.arange(user_emb.shape[0]) if users is None else np.asarray(users, dtype=np.int64)
+    n_items = item_emb.shape[0]
+    if chunk_size is None:  # score blocks of about 1 GiB: the GPU wants large matmuls
+        chunk_size = max(256, min(16384, (1 << 28) // max(n_items, 1)))
+    item_t = item_emb.detach().float().t().contiguous()
+    kept = min(k, n_items)
+    items = np.full((users.shape[0], k), -1, dtype=np.int64)
+    scores = np.full((users.shape[0], k), -np.inf, dtype=np.float32)
+    for start in range(0, users.shape[0], chunk_size):
+        rows = users[start: start + chunk_size]
+        block = user_emb[torch.from_numpy(rows).to(device)].detach().float() @ item_t
+        if exclude is not None:
+            known = exclude[rows].tocoo()
+            block[torch.from_numpy(known.row.astype(np.int64)).to(device),
+                  torch.from_numpy(known.col.astype(np.int64)).to(device)] = -torch.inf
+        top_s, top_i = _exact_topk(block, kept)
+        top_i[top_s == -torch.inf] = -1
+        items[start: start + rows.shape[0], :kept] = top_i.cpu().numpy()
+        scores[start: start + rows.shape[0], :kept] = top_s.cpu().numpy()
+    return items, scores
+
+
+def _exact_topk(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row-wise top k of ``block`` ordered by (score desc, index asc), as the numba kernels order it.
+
+    ``torch.topk`` leaves the order of equal scores unspecified, so the k winners are re-sorted, and
+    rows whose k-th score is shared with items outside the winners (rare with float scores; always
+    for rows with fewer than k unmasked items) are re-ranked with a stable full-row sort.
+    """
+    values, index = torch.topk(block, k, dim=1)
+    by_index = torch.argsort(index, dim=1)
+    values, index = values.gather(1, by_index), index.gather(1, by_index)
+    by_score = torch.sort(values, dim=1, descending=True, stable=True).indices
+    values, index = values.gather(1, by_score), index.gather(1, by_score)
+    kth = values[:, -1:]
+    boundary = ((block == kth).sum(1) != (values == kth).sum(1)).nonzero().flatten()
+    if boundary.numel():
+        full_values, full_index = torch.sort(block[boundary], dim=1, descending=True, stable=True)
+        values[boundary], index[boundary] = full_values[:, :k], full_index[:, :k]
+    return values, index
 
 
 def ranking_metrics_from_hits(hits: np.ndarray, num_targets: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
