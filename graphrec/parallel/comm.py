@@ -80,20 +80,23 @@ class Comm:
                  ) -> dict[int, torch.Tensor]:
         """All sends and receives with several peers at once (halo exchange); empty messages are
         skipped on both sides (sizes are known to both from the plan)."""
-        requests, received = [], {}
-        with guarded(self.rank, f"halo exchange ({phase})"):
-            for peer, tensor in sends.items():
-                if tensor.numel():
-                    tensor = tensor.detach().contiguous()
-                    self._count(phase, tensor)
-                    requests.append((dist.isend(tensor, peer), tensor))
-            for peer, shape in recv_shapes.items():
-                out = torch.empty(shape, dtype=torch.float32, device=self.device)
-                received[peer] = out
-                if out.numel():
-                    requests.append((dist.irecv(out, peer), out))
-            for request, _ in requests:
-                request.wait()
+        operations, received = [], {}
+        for peer, tensor in sends.items():
+            if tensor.numel():
+                tensor = tensor.detach().contiguous()
+                self._count(phase, tensor)
+                operations.append(dist.P2POp(dist.isend, tensor, peer))
+        for peer, shape in recv_shapes.items():
+            out = torch.empty(shape, dtype=torch.float32, device=self.device)
+            received[peer] = out
+            if out.numel():
+                operations.append(dist.P2POp(dist.irecv, out, peer))
+        if operations:
+            # One batch: NCCL can deadlock when each rank posts all its sends before its receives
+            # as separate calls (NVIDIA/nccl#479); batch_isend_irecv groups them (gloo accepts it too).
+            with guarded(self.rank, f"halo exchange ({phase})"):
+                for request in dist.batch_isend_irecv(operations):
+                    request.wait()
         return received
 
     def flush(self) -> None:
@@ -113,6 +116,22 @@ class Comm:
         with guarded(self.rank, f"all-reduce ({phase})"):
             dist.all_reduce(tensor, op=op or dist.ReduceOp.SUM, group=group)
         return tensor
+
+    def volume_all_ranks(self) -> dict[str, float]:
+        """Bytes per phase summed over all ranks (a collective: call on every rank).
+
+        The sum travels as a tensor on this rank's device: an NCCL-only group has no CPU tensors.
+        """
+        phases = sorted(self.bytes)
+        if self.world_size > 1:
+            names = [None] * self.world_size
+            dist.all_gather_object(names, phases)
+            phases = sorted({p for group in names for p in group})
+        values = torch.tensor([self.bytes.get(p, 0.0) for p in phases], dtype=torch.float64, device=self.device)
+        if self.world_size > 1:
+            with guarded(self.rank, "summing communication volumes"):
+                dist.all_reduce(values)
+        return dict(zip(phases, values.cpu().tolist()))
 
     def barrier(self, what: str = "barrier") -> None:
         if self.world_size > 1:
