@@ -143,6 +143,47 @@ def locate_cuda_toolkit() -> None:
         os.environ["CUDA_HOME"] = root
 
 
+def prepare_numba_cuda() -> None:
+    """Everything numba-cuda needs before its first compile: NVVM, and NumPy names it still expects.
+
+    numba-cuda 0.30 registers an overload for ``np.row_stack`` while loading its typing
+    registries, and NumPy removed that alias of ``np.vstack``; its first kernel compile then
+    fails with an AttributeError (seen on the H200 image: numba-cuda 0.30.4). Restoring the
+    alias changes nothing else.
+    """
+    import numpy
+
+    locate_cuda_toolkit()
+    restore_numpy_aliases(numpy)
+
+
+def restore_numpy_aliases(numpy_module) -> None:
+    """Give ``numpy_module`` back the removed aliases numba-cuda still names (``row_stack``)."""
+    if not hasattr(numpy_module, "row_stack"):
+        numpy_module.row_stack = numpy_module.vstack
+
+
+def _clear_last_cuda_error() -> None:
+    """Read out the CUDA runtime's last error, so torch's next launch check does not report ours.
+
+    A failed ``cudaHostRegister`` leaves "invalid argument" as the runtime's last error, and torch's
+    next kernel-launch check would raise it as its own (seen: a LightGCN step failing right after a
+    refused registration). The runtime is the one torch loaded, found among the mapped libraries.
+    """
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "libcudart.so" in line}
+    except OSError:
+        return
+    for path in sorted(p for p in paths if p.startswith("/")):
+        try:
+            ctypes.CDLL(path).cudaGetLastError()
+        except (OSError, AttributeError):
+            continue
+
+
 def use_torch_context(device_index: int):
     """Make numba run on the CUDA context torch uses on ``device_index`` (its primary context).
 
@@ -176,7 +217,7 @@ class MappedHostTable:
         row_bytes = table.shape[1] * table.element_size()
         if row_bytes % WORD_BYTES:
             raise ValueError(f"rows of {row_bytes} bytes are not whole 4-byte words")
-        locate_cuda_toolkit()
+        prepare_numba_cuda()
         use_torch_context(device_index)
         self.table = table
         self.device_index = device_index
@@ -188,7 +229,11 @@ class MappedHostTable:
         cudart = torch.cuda.cudart()
         error = cudart.cudaHostRegister(self.pointer, self.nbytes, flags)
         if error != cudart.cudaError.success:
-            raise RuntimeError(f"cudaHostRegister of {self.nbytes} bytes failed: {cudart.cudaGetErrorString(error)}")
+            _clear_last_cuda_error()
+            raise RuntimeError(
+                f"cudaHostRegister of {self.nbytes} bytes failed: {cudart.cudaGetErrorString(error)}. A writable "
+                "file mapping (FeatureStore.from_file(..., writable=True)) cannot be pinned on some file systems: "
+                "open it read-only, or load the table into memory first")
         self._registered = True
         self.words = cuda.from_cuda_array_interface(
             {"shape": (self.nbytes // WORD_BYTES,), "typestr": "<i4", "data": (self.pointer, read_only),

@@ -113,3 +113,19 @@ def test_hot_cache_rows_come_from_device_memory(simulated, width):
 def test_launch_shape_gives_each_row_a_warp_up_to_the_grid_limit(simulated):
     one, seventeen, huge = simulated["launch_shapes"]
     assert tuple(one) == (1, 256) and tuple(seventeen) == (3, 256) and tuple(huge) == (65535, 256)
+
+
+
+def test_numpy_alias_numba_cuda_expects_is_restored():
+    # numba-cuda 0.30 overloads np.row_stack while loading; NumPy removed that alias (the H200
+    # image's first zero-copy compile failed on exactly this). A NumPy without it gets it back.
+    import types
+
+    from graphrec.kernels.cuda_gather import restore_numpy_aliases
+
+    without = types.SimpleNamespace(vstack=np.vstack)
+    restore_numpy_aliases(without)
+    assert without.row_stack is np.vstack
+    current = np.vstack
+    restore_numpy_aliases(np)       # a NumPy that still has it is left alone
+    assert np.vstack is current and hasattr(np, "row_stack")
