@@ -97,6 +97,11 @@ class LightGCN(nn.Module):
         self.item_image_encoder = encoder
         return self
 
+    @property
+    def item_embedding_dim(self) -> int:
+        """Width of an item's representation (:class:`~graphrec.models.interfaces.ItemImageSupport`)."""
+        return self.embedding.embedding_dim
+
     # ------------------------------------------------------------- plain-module API
     @property
     def user_weight(self) -> torch.Tensor:
