@@ -17,8 +17,9 @@ from torch_geometric.data import Data, HeteroData
 
 from graphrec.config import TrainConfig
 from graphrec.models import available_models, get_model_entry
-from graphrec.models.interfaces import (ROLE_PROTOCOLS, DecoupledNodeClassifier, HeteroNodeClassifier,
-                                        ItemImageSupport, LayerwiseModel, OwnParameterGroups, Recommender,
+from graphrec.models.interfaces import (ROLE_PROTOCOLS, CategoricalFieldInput, DecoupledNodeClassifier,
+                                        DecoupledPropagation, HeteroNodeClassifier, ItemImageSupport, LayerwiseModel,
+                                        NodeClassifier, OwnParameterGroups, Recommender, SparseFeatureInput,
                                         SubgraphRecommender, takes_categorical_fields, takes_sparse_features)
 
 #: the shipped models (other test modules may register stand-ins of their own)
@@ -26,9 +27,9 @@ MODELS = [name for name in available_models() if get_model_entry(name).model_cls
 
 #: the optional roles each model takes on, and the input flags it declares
 CAPABILITIES = {
-    "lightgcn": {ItemImageSupport, SubgraphRecommender},
+    "lightgcn": {ItemImageSupport, DecoupledPropagation, SubgraphRecommender},
     "ultragcn": {ItemImageSupport},
-    "catgcn": {DecoupledNodeClassifier, "categorical_fields"},
+    "catgcn": {DecoupledPropagation, DecoupledNodeClassifier, "categorical_fields"},
     "dagnn": {"sparse_features"},
     "gcn": {"sparse_features"},
     "gcnii": set(),
@@ -36,7 +37,10 @@ CAPABILITIES = {
     "han": set(),
     "hgt": set(),
 }
-OPTIONAL_ROLES = (ItemImageSupport, SubgraphRecommender, DecoupledNodeClassifier, OwnParameterGroups, LayerwiseModel)
+OPTIONAL_ROLES = (ItemImageSupport, DecoupledPropagation, SubgraphRecommender, DecoupledNodeClassifier,
+                  OwnParameterGroups, LayerwiseModel)
+PROTOCOLS = (Recommender, NodeClassifier, HeteroNodeClassifier, SparseFeatureInput, CategoricalFieldInput,
+             *OPTIONAL_ROLES)
 
 #: models whose config dataclass and constructor disagree on a default (none today)
 DEFAULTS_DIFFER: set[str] = set()
@@ -164,6 +168,33 @@ def test_meets_its_role_and_declares_its_capabilities(name):
     flags = {flag for flag, declared in (("sparse_features", takes_sparse_features(model)),
                                          ("categorical_fields", takes_categorical_fields(model))) if declared}
     assert roles | flags == CAPABILITIES[name]
+
+
+def protocol_members(protocol) -> set[str]:
+    """The names a Protocol lists (its own and its parent Protocols'), as ``isinstance`` checks them."""
+    names = set()
+    for cls in protocol.__mro__:
+        if getattr(cls, "_is_protocol", False) and cls.__module__ == "graphrec.models.interfaces":
+            names |= {n for n in (*vars(cls), *getattr(cls, "__annotations__", {})) if not n.startswith("_")}
+    return names
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_contract_members_are_found_statically(name):
+    """From Python 3.12 ``isinstance`` on a Protocol uses ``inspect.getattr_static``: a member that is a
+    submodule or parameter (served by ``nn.Module.__getattr__``) would make the model fail its contract."""
+    model = build(make_task(name), name)
+    for protocol in PROTOCOLS:
+        if isinstance(model, protocol):
+            for member in protocol_members(protocol):
+                inspect.getattr_static(model, member)    # raises AttributeError when not found statically
+
+
+def test_lightgcn_initial_representation_is_its_layer0_rows():
+    task = make_task("lightgcn")
+    model = build(task, "lightgcn")
+    nodes = torch.tensor([0, 5, 6, 21, 6])
+    assert torch.equal(model.initial_representation(nodes), model.embedding.weight[nodes])
 
 
 @pytest.mark.parametrize("name", MODELS)

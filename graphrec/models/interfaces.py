@@ -6,11 +6,16 @@ instead of probing attributes one by one; a capability that a model switches on 
 input, categorical fields) is a flag the Protocol declares, read by :func:`takes_sparse_features`
 and :func:`takes_categorical_fields`.
 
+Members are methods, properties or plain attributes, never submodules or parameters: from Python
+3.12 ``isinstance`` looks members up statically (``inspect.getattr_static``), which does not see
+what ``nn.Module.__getattr__`` serves from ``_modules`` / ``_parameters``.
+
 =========================  ======================================  ==========================================
 Protocol                   implemented by                          called by
 =========================  ======================================  ==========================================
 :class:`Recommender`       LightGCN, UltraGCN                      ``train.recommendation``, ``Recommender``
 :class:`ItemImageSupport`  LightGCN, UltraGCN                      ``encoders.graph.attach_node_encoder``
+:class:`DecoupledPropagation`  LightGCN, CatGCN                     (the two below)
 :class:`SubgraphRecommender`  LightGCN                             ``train.sampled_recommendation``
 :class:`NodeClassifier`    GCN, GCNII, DAGNN, CatGCN               ``train.node_classification``
 :class:`SparseFeatureInput`  GCN, DAGNN (GCNII says no)            ``train.node_classification``
@@ -30,7 +35,7 @@ import torch
 from torch import nn
 
 __all__ = [
-    "CategoricalFieldInput", "DecoupledNodeClassifier", "HeteroNodeClassifier", "ItemImageSupport",
+    "CategoricalFieldInput", "DecoupledNodeClassifier", "DecoupledPropagation", "HeteroNodeClassifier", "ItemImageSupport",
     "LayerwiseModel", "NodeClassifier", "OwnParameterGroups", "ROLE_PROTOCOLS", "Recommender",
     "SparseFeatureInput", "SubgraphRecommender", "takes_categorical_fields", "takes_sparse_features",
 ]
@@ -73,21 +78,34 @@ class ItemImageSupport(Protocol):
         """Add ``encoder``'s projected image features to every item's representation; returns the model."""
 
 
+# ---------------------------------------------------------------------------------- decoupled propagation
 @runtime_checkable
-class SubgraphRecommender(Protocol):
-    """A recommender with LightGCN's parameterisation, trainable on sampled subgraphs
-    (``train.mode=sampled``, decoupled propagation: parameters only in the layer-0 table).
+class DecoupledPropagation(Protocol):
+    """A model whose output is parameter-free propagation of a per-node representation, so
+    sampled mode (``train.mode=sampled``) computes that representation for a sampled subgraph's
+    nodes only and propagates it over the subgraph (:mod:`graphrec.models.subgraph`).
+
+    Implemented by LightGCN (the layer-0 rows of the given node ids) and CatGCN (``H`` of the given
+    field rows); refined by :class:`SubgraphRecommender` and :class:`DecoupledNodeClassifier`, which
+    say how deep and how the layers are read out.
+    """
+
+    def initial_representation(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The representation before propagation, one row per input row (a node's id or its features)."""
+
+
+@runtime_checkable
+class SubgraphRecommender(DecoupledPropagation, Protocol):
+    """A recommender with LightGCN's parameterisation, trainable on sampled subgraphs: parameters
+    only in the layer-0 table (users ``0..U-1`` then items), mean over ``num_layers + 1`` layers.
 
     Implemented by LightGCN. Called by
     :class:`~graphrec.train.sampled_recommendation.SampledRecommendationTask` through
-    :func:`graphrec.models.subgraph.lightgcn_subgraph_loss`, which propagates
-    ``embedding.weight[n_id]`` over the batch's subgraph ``num_layers`` times and adds
-    ``reg_weight`` times the L2 of the batch's layer-0 rows. UltraGCN has no propagation and no
-    such table, so it does not satisfy this Protocol.
+    :func:`graphrec.models.subgraph.lightgcn_subgraph_loss`, which propagates the batch nodes'
+    layer-0 rows (``initial_representation(n_id)``) over the subgraph and adds ``reg_weight`` times
+    the L2 of the batch's layer-0 rows. UltraGCN has no propagation, so it does not satisfy it.
     """
 
-    #: layer-0 embeddings, users (rows ``0..U-1``) then items
-    embedding: nn.Embedding
     #: propagation layers K
     num_layers: int
     #: weight of the L2 term on the batch's layer-0 rows
@@ -135,7 +153,7 @@ class CategoricalFieldInput(Protocol):
 
 
 @runtime_checkable
-class DecoupledNodeClassifier(Protocol):
+class DecoupledNodeClassifier(DecoupledPropagation, Protocol):
     """A node classifier whose forward is ``A_hat^K`` applied to a per-node representation, so it
     trains on sampled neighbourhoods (``train.mode=sampled``): the representation is computed for
     the subgraph's nodes only, then propagated over the subgraph.
@@ -149,9 +167,6 @@ class DecoupledNodeClassifier(Protocol):
 
     #: propagation depth K of ``A_hat^K``
     num_hops: int
-
-    def initial_representation(self, features: torch.Tensor) -> torch.Tensor:
-        """``H`` before propagation, one row per input row."""
 
 
 def takes_sparse_features(model: nn.Module) -> bool:
@@ -228,6 +243,8 @@ class LayerwiseModel(Protocol):
     hidden_channels: int
     #: extra per-node columns a stage hands to the next besides the hidden rows (GCNII: ``H0``; else 0)
     carry_channels: int
+    #: the rate of every dropout site; the engine draws its per-epoch masks with it
+    dropout: float
 
     def input_layer(self, x: torch.Tensor, dropout: Dropout) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(input rows of conv 0, carried rows or None)`` from raw feature rows (local, never stale)."""
