@@ -19,7 +19,7 @@ from graphrec.config import TrainConfig
 from graphrec.models import available_models, get_model_entry
 from graphrec.models.interfaces import (ROLE_PROTOCOLS, CategoricalFieldInput, DecoupledNodeClassifier,
                                         DecoupledPropagation, HeteroNodeClassifier, ItemImageSupport, LayerwiseModel,
-                                        NodeClassifier, OwnParameterGroups, Recommender, SparseFeatureInput,
+                                        NodeClassifier, OwnParameterGroups, RecommenderModel, SparseFeatureInput,
                                         SubgraphRecommender, takes_categorical_fields, takes_sparse_features)
 
 #: the shipped models (other test modules may register stand-ins of their own)
@@ -39,7 +39,7 @@ CAPABILITIES = {
 }
 OPTIONAL_ROLES = (ItemImageSupport, DecoupledPropagation, SubgraphRecommender, DecoupledNodeClassifier,
                   OwnParameterGroups, LayerwiseModel)
-PROTOCOLS = (Recommender, NodeClassifier, HeteroNodeClassifier, SparseFeatureInput, CategoricalFieldInput,
+PROTOCOLS = (RecommenderModel, NodeClassifier, HeteroNodeClassifier, SparseFeatureInput, CategoricalFieldInput,
              *OPTIONAL_ROLES)
 
 #: models whose config dataclass and constructor disagree on a default (none today)
@@ -120,7 +120,8 @@ def make_task(name: str):
         from graphrec.data.interactions import InteractionGraph
         from graphrec.train.recommendation import RecommendationTask
 
-        return RecommendationTask(InteractionGraph(6, 16, interaction_csr()), TrainConfig(batch_size=8, num_negatives=1))
+        graph = InteractionGraph(6, 16, interaction_csr())
+        return RecommendationTask(graph, TrainConfig(batch_size=8, num_negatives=1))
     if entry.task == "node_classification":
         from graphrec.train.node_classification import NodeClassificationTask
 
@@ -145,7 +146,7 @@ def first_batch(task):
 def outputs(task, model) -> list[torch.Tensor]:
     """Eval-mode outputs that depend on every parameter: embeddings, or all logits."""
     model.eval()
-    if isinstance(model, Recommender):
+    if isinstance(model, RecommenderModel):
         return list(model.embeddings())
     if isinstance(model, HeteroNodeClassifier):
         graph = task.graph

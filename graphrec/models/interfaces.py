@@ -10,21 +10,19 @@ Members are methods, properties or plain attributes, never submodules or paramet
 3.12 ``isinstance`` looks members up statically (``inspect.getattr_static``), which does not see
 what ``nn.Module.__getattr__`` serves from ``_modules`` / ``_parameters``.
 
-=========================  ======================================  ==========================================
-Protocol                   implemented by                          called by
-=========================  ======================================  ==========================================
-:class:`Recommender`       LightGCN, UltraGCN                      ``train.recommendation``, ``Recommender``
-:class:`ItemImageSupport`  LightGCN, UltraGCN                      ``encoders.graph.attach_node_encoder``
-:class:`DecoupledPropagation`  LightGCN, CatGCN                     (the two below)
-:class:`SubgraphRecommender`  LightGCN                             ``train.sampled_recommendation``
-:class:`NodeClassifier`    GCN, GCNII, DAGNN, CatGCN               ``train.node_classification``
-:class:`SparseFeatureInput`  GCN, DAGNN (GCNII says no)            ``train.node_classification``
-:class:`CategoricalFieldInput`  CatGCN                             ``train.node_classification``
-:class:`DecoupledNodeClassifier`  CatGCN                           ``train.sampled_node_classification``
-:class:`HeteroNodeClassifier`  LATTE, HAN, HGT                     ``train.hetero_classification``
-:class:`OwnParameterGroups`  LATTE                                 ``train.trainer.make_optimizer``
-:class:`LayerwiseModel`    (GCN, GCNII: to come)                   ``parallel.stages``
-=========================  ======================================  ==========================================
+Roles, the models that take them on, and their callers:
+
+- :class:`RecommenderModel`: LightGCN, UltraGCN; ``train.recommendation``, :class:`graphrec.Recommender`.
+- :class:`ItemImageSupport`: LightGCN, UltraGCN; ``encoders.graph.attach_node_encoder``.
+- :class:`DecoupledPropagation`: LightGCN, CatGCN; sampled mode (the two roles that refine it).
+- :class:`SubgraphRecommender`: LightGCN; ``train.sampled_recommendation``.
+- :class:`NodeClassifier`: GCN, GCNII, DAGNN, CatGCN; ``train.node_classification``.
+- :class:`SparseFeatureInput`: GCN, DAGNN (GCNII declares False); ``train.node_classification``.
+- :class:`CategoricalFieldInput`: CatGCN; ``train.node_classification``.
+- :class:`DecoupledNodeClassifier`: CatGCN; ``train.sampled_node_classification``.
+- :class:`HeteroNodeClassifier`: LATTE, HAN, HGT; ``train.hetero_classification``.
+- :class:`OwnParameterGroups`: LATTE; ``train.trainer.make_optimizer``.
+- :class:`LayerwiseModel`: GCN and GCNII to come; ``parallel.stages``.
 """
 from __future__ import annotations
 
@@ -35,15 +33,16 @@ import torch
 from torch import nn
 
 __all__ = [
-    "CategoricalFieldInput", "DecoupledNodeClassifier", "DecoupledPropagation", "HeteroNodeClassifier", "ItemImageSupport",
-    "LayerwiseModel", "NodeClassifier", "OwnParameterGroups", "ROLE_PROTOCOLS", "Recommender",
-    "SparseFeatureInput", "SubgraphRecommender", "takes_categorical_fields", "takes_sparse_features",
+    "CategoricalFieldInput", "DecoupledNodeClassifier", "DecoupledPropagation", "HeteroNodeClassifier",
+    "ItemImageSupport", "LayerwiseModel", "NodeClassifier", "OwnParameterGroups", "ROLE_PROTOCOLS",
+    "RecommenderModel", "SparseFeatureInput", "SubgraphRecommender", "takes_categorical_fields",
+    "takes_sparse_features",
 ]
 
 
 # ---------------------------------------------------------------------------------- recommendation
 @runtime_checkable
-class Recommender(Protocol):
+class RecommenderModel(Protocol):
     """A top-k recommender trained from implicit feedback (task ``"recommendation"``).
 
     Implemented by LightGCN and UltraGCN. Called by
@@ -264,7 +263,7 @@ class LayerwiseModel(Protocol):
 
 #: the Protocol every model registered for a task meets (``ModelEntry.task`` -> Protocol)
 ROLE_PROTOCOLS: dict[str, type] = {
-    "recommendation": Recommender,
+    "recommendation": RecommenderModel,
     "node_classification": NodeClassifier,
     "hetero_node_classification": HeteroNodeClassifier,
 }

@@ -9,9 +9,10 @@ on the exact full-graph embeddings (one propagation without autograd, O(nodes x 
 
 Supported models: those with LightGCN's parameterisation
 (:class:`~graphrec.models.interfaces.SubgraphRecommender`: a stacked user-then-item layer-0
-table read by ``initial_representation(node_ids)``, ``num_layers``, ``reg_weight``). UltraGCN has no propagation (its
-graph enters through constraint weights on the batch's own rows), so its training is already
-per-batch and there is no neighbourhood to sample; asking for it is an error that says so.
+table read by ``initial_representation(node_ids)``, ``num_layers``, ``reg_weight``). UltraGCN
+has no propagation (its graph enters through constraint weights on the batch's own rows), so its
+training is already per-batch and there is no neighbourhood to sample; asking for it is an error
+that says so.
 """
 from __future__ import annotations
 
@@ -54,9 +55,10 @@ class SampledRecommendationTask(RecommendationTask):
         model = super().build_model(entry, model_config)
         if not isinstance(model, SubgraphRecommender):
             raise ValueError(
-                f"train.mode=sampled needs a propagation recommender with LightGCN's parameters "
-                f"(initial_representation, num_layers, reg_weight); {type(model).__name__} has none. UltraGCN has no propagation to "
-                "sample: train it with train.mode=full (its batches already touch only their own rows)")
+                "train.mode=sampled needs a propagation recommender with LightGCN's parameters "
+                f"(initial_representation, num_layers, reg_weight); {type(model).__name__} has none. UltraGCN has "
+                "no propagation to sample: train it with train.mode=full (its batches already touch only their "
+                "own rows)")
         layers = int(model.num_layers)
         fanouts = list(self.config.fanouts) or [-1] * layers
         if len(fanouts) != layers:
