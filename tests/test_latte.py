@@ -162,14 +162,14 @@ def test_model_forward_embeddings_relation_weights_and_proximity():
     x_dict, edges, n_id = graph_inputs(data)
     model = small_latte(data, num_layers=2, use_proximity=True)
     assert set(model.embedding) == {"subject"} and set(model.projection) == {"paper", "author"}
-    logits = model(x_dict, edges, n_id)
+    logits, auxiliary_loss = model.forward_with_aux(x_dict, edges, n_id)
     assert logits.shape == (4, 2)
-    assert model.auxiliary_loss is not None and float(model.auxiliary_loss) > 0
-    (F.cross_entropy(logits, data["paper"].y) + model.auxiliary_loss).backward()
+    assert auxiliary_loss is not None and float(auxiliary_loss) > 0
+    (F.cross_entropy(logits, data["paper"].y) + auxiliary_loss).backward()
     assert model.layers[0].sharpening.grad is not None and model.embedding["subject"].weight.grad is not None
     model.eval()
-    model(x_dict, edges, n_id)
-    assert model.auxiliary_loss is None            # only in training
+    _, auxiliary_loss = model.forward_with_aux(x_dict, edges, n_id)
+    assert auxiliary_loss is None            # only in training
     weights = model.relation_weights()
     assert len(weights) == 2
     assert list(weights[1]["paper"]) == ["paper-author-paper", "paper-subject-paper", "paper"]

@@ -84,3 +84,8 @@ class HAN(nn.Module):
         x = x_dict[self.target] if self.embedding is None else self.embedding(n_id_dict[self.target])
         h = self.conv({self.target: x}, graphs)[self.target]
         return self.classifier(F.dropout(h, p=self.dropout, training=self.training))
+
+    def forward_with_aux(self, x_dict: dict, edge_index_dict: dict,
+                         n_id_dict: dict) -> tuple[torch.Tensor, None]:
+        """``(logits, None)``: no auxiliary loss (:class:`~graphrec.models.interfaces.HeteroNodeClassifier`)."""
+        return self(x_dict, edge_index_dict, n_id_dict), None

@@ -72,3 +72,8 @@ class HGT(nn.Module):
             h = {t: F.dropout(v if v is not None else h[t], p=self.dropout, training=self.training)
                  for t, v in out.items()}
         return self.classifier(h[self.target])
+
+    def forward_with_aux(self, x_dict: dict, edge_index_dict: dict,
+                         n_id_dict: dict) -> tuple[torch.Tensor, None]:
+        """``(logits, None)``: no auxiliary loss (:class:`~graphrec.models.interfaces.HeteroNodeClassifier`)."""
+        return self(x_dict, edge_index_dict, n_id_dict), None

@@ -250,8 +250,9 @@ class LATTE(nn.Module):
     ``x_dict`` holds the featured types, ``edge_index_dict`` the base relations (PyG layout,
     source -> target) and ``n_id_dict`` every type's global node ids (``arange`` on the full
     graph; a sampled batch's ``n_id``). ``relation_weights`` (after an eval-mode forward)
-    returns the last pass's beta per layer and type, the paper's interpretability output;
-    ``auxiliary_loss`` is the proximity loss of the last training pass (``use_proximity``).
+    returns the last pass's beta per layer and type, the paper's interpretability output.
+    :meth:`forward_with_aux` returns the logits with the proximity loss of the pass (training
+    with ``use_proximity``; else None), which the task adds to the classification loss.
     """
 
     def __init__(self, metadata, in_channels: dict[str, int], num_nodes: dict[str, int], num_classes: int,
@@ -282,7 +283,6 @@ class LATTE(nn.Module):
                                               attn_dropout) for paths in self.metapaths)
         self.classifier = nn.Linear(embedding_dim * num_layers, num_classes)
         self._cache = MetaPathCache()
-        self.auxiliary_loss: torch.Tensor | None = None
         self._betas: list[dict[str, torch.Tensor]] | None = None
         self.reset_parameters()
 
@@ -371,6 +371,11 @@ class LATTE(nn.Module):
 
     def embed(self, x_dict: dict, edge_index_dict: dict, n_id_dict: dict) -> dict[str, torch.Tensor]:
         """Concatenated layer embeddings ``[N_t, embedding_dim * num_layers]`` of every type."""
+        return self.embed_with_aux(x_dict, edge_index_dict, n_id_dict)[0]
+
+    def embed_with_aux(self, x_dict: dict, edge_index_dict: dict,
+                       n_id_dict: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """:meth:`embed` and the proximity loss of this pass (training with ``use_proximity``; else None)."""
         num_nodes = {t: int(n_id_dict[t].shape[0]) for t in self.node_types}
         edge_index_dict = {tuple(et): ei for et, ei in edge_index_dict.items()}
         filtering = self.edge_threshold > 0
@@ -391,12 +396,18 @@ class LATTE(nn.Module):
             for t, v in h.items():
                 layers[t].append(v)
         self._betas = betas
-        self.auxiliary_loss = proximity
-        return {t: torch.cat(v, dim=-1) for t, v in layers.items()}
+        return {t: torch.cat(v, dim=-1) for t, v in layers.items()}, proximity
 
     def forward(self, x_dict: dict, edge_index_dict: dict, n_id_dict: dict) -> torch.Tensor:
-        z = self.embed(x_dict, edge_index_dict, n_id_dict)[self.target]
-        return self.classifier(F.dropout(z, p=self.classifier_dropout, training=self.training))
+        return self.forward_with_aux(x_dict, edge_index_dict, n_id_dict)[0]
+
+    def forward_with_aux(self, x_dict: dict, edge_index_dict: dict,
+                         n_id_dict: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(logits, proximity loss or None)``
+        (:class:`~graphrec.models.interfaces.HeteroNodeClassifier`)."""
+        embeddings, proximity = self.embed_with_aux(x_dict, edge_index_dict, n_id_dict)
+        z = embeddings[self.target]
+        return self.classifier(F.dropout(z, p=self.classifier_dropout, training=self.training)), proximity
 
     def relation_weights(self) -> list[dict[str, dict[str, torch.Tensor]]]:
         """Per layer, type -> {relation name: beta ``[N_t]``} from the last forward pass

@@ -97,6 +97,16 @@ class LightGCN(nn.Module):
         self.item_image_encoder = encoder
         return self
 
+    def initial_representation(self, nodes: torch.Tensor) -> torch.Tensor:
+        """Layer-0 rows of ``nodes`` (users ``0..U-1``, items ``U..``): what sampled mode propagates
+        (:class:`~graphrec.models.interfaces.SubgraphRecommender`)."""
+        return self.embedding.weight[nodes]
+
+    @property
+    def item_embedding_dim(self) -> int:
+        """Width of an item's representation (:class:`~graphrec.models.interfaces.ItemImageSupport`)."""
+        return self.embedding.embedding_dim
+
     # ------------------------------------------------------------- plain-module API
     @property
     def user_weight(self) -> torch.Tensor:

@@ -197,6 +197,11 @@ class UltraGCN(nn.Module):
         self.item_image_encoder = encoder
         return self
 
+    @property
+    def item_embedding_dim(self) -> int:
+        """Width of an item's representation (:class:`~graphrec.models.interfaces.ItemImageSupport`)."""
+        return self.item_embedding.embedding_dim
+
     def _items(self, items: torch.Tensor) -> torch.Tensor:
         """Item representations of ``items`` (ID embedding, plus image features when attached)."""
         if self.item_image_encoder is None:

@@ -10,6 +10,7 @@ from torch import nn
 
 from graphrec.config import TrainConfig
 from graphrec.metrics.classification import classification_metrics
+from graphrec.models.interfaces import HeteroNodeClassifier
 from graphrec.sampling.neighbor import NeighborSampler, batch_seed
 from graphrec.train.node_classification import planetoid_random_split, stratified_split
 from graphrec.train.task import Task
@@ -38,14 +39,15 @@ class HeteroNodeClassificationTask(Task):
     nothing more. ``train.split``: a count (``"20"``), ``"public"`` (the first count shipped),
     ``"random"`` or ``"stratified"`` (seeded as in :mod:`graphrec.train.node_classification`).
 
-    Model interface (LATTE, HAN, HGT)::
+    Model interface (:class:`~graphrec.models.interfaces.HeteroNodeClassifier`: LATTE, HAN, HGT)::
 
         model = entry.build(config, metadata=data.metadata(), in_channels={type: F or 0},
                             num_nodes={type: N}, num_classes=C, target=target_type)
         logits = model(x_dict, edge_index_dict, n_id_dict)   # [N_target in the graph given, C]
+        logits, aux = model.forward_with_aux(x_dict, edge_index_dict, n_id_dict)
 
-    A model may set ``auxiliary_loss`` (a scalar tensor) during a training forward: it is added
-    to the cross-entropy (LATTE's proximity loss).
+    Training adds the returned auxiliary loss (LATTE's proximity loss; None: nothing) to the
+    cross-entropy.
 
     ``train.mode``: ``full`` (one batch, the whole graph) or ``sampled``: minibatches of
     ``batch_size`` train nodes with their sampled neighbourhoods (:class:`NeighborSampler` over
@@ -122,6 +124,10 @@ class HeteroNodeClassificationTask(Task):
         in_channels = {t: int(self.graph.x_dict[t].shape[1]) if t in self.graph.x_dict else 0 for t in self.num_nodes}
         model = entry.build(model_config, metadata=self.metadata, in_channels=in_channels,
                             num_nodes=self.num_nodes, num_classes=self.num_classes, target=self.target)
+        if not isinstance(model, HeteroNodeClassifier):
+            raise TypeError(f"{type(model).__name__} is not a heterogeneous node classifier: it needs "
+                            "forward(x_dict, edge_index_dict, n_id_dict) and forward_with_aux (see "
+                            "graphrec.models.interfaces.HeteroNodeClassifier)")
         return model.to(self.device)
 
     def _train_nodes(self) -> torch.Tensor:
@@ -156,10 +162,9 @@ class HeteroNodeClassificationTask(Task):
         return int(batch.mask.sum())
 
     def training_loss(self, model: nn.Module, batch: HeteroBatch) -> torch.Tensor:
-        logits = model(batch.x_dict, batch.edge_index_dict, batch.n_id_dict)
+        logits, auxiliary = model.forward_with_aux(batch.x_dict, batch.edge_index_dict, batch.n_id_dict)
         loss = F.cross_entropy(logits[batch.mask], batch.y[batch.mask])
-        extra = getattr(model, "auxiliary_loss", None)
-        return loss + extra if extra is not None else loss
+        return loss if auxiliary is None else loss + auxiliary
 
     # ------------------------------------------------------------------ evaluation
     def eval_batches(self, split: str) -> list[tuple[HeteroBatch, torch.Tensor]]:

@@ -10,6 +10,7 @@ from torch_geometric.data import Data
 
 from graphrec.config import TrainConfig
 from graphrec.metrics.classification import classification_metrics
+from graphrec.models.interfaces import takes_categorical_fields, takes_sparse_features
 from graphrec.train.task import Task
 
 SPLITS = {
@@ -106,12 +107,14 @@ class NodeClassificationTask(Task):
         logits = model(x, edge_index)            # [N, C] unnormalised class scores
 
     Categorical node data (:mod:`graphrec.data.categorical`: ``x_fields`` ``[N, F]`` of field-value
-    ids beside the one-hot ``x``): a model that sets the class attribute ``categorical_fields = True``
-    (CatGCN) gets ``x_fields`` instead of ``x``; ``num_features`` is then the number of field values.
+    ids beside the one-hot ``x``): a model that declares ``categorical_fields = True``
+    (:class:`~graphrec.models.interfaces.CategoricalFieldInput`: CatGCN) gets ``x_fields`` instead
+    of ``x``; ``num_features`` is then the number of field values.
     ``class_weighted_loss`` weights every loss (train, valid, test) by :func:`class_balance_weights`
     of the train labels. Labels ``-1`` mark unlabelled nodes (in no split).
 
-    A model may set the class attribute ``sparse_features = True`` to say that it also takes
+    A model may declare ``sparse_features = True``
+    (:class:`~graphrec.models.interfaces.SparseFeatureInput`) to say that it also takes
     ``x`` as a sparse COO tensor; it then gets one when the features are sparse (Planetoid's
     bag-of-words: about 1% non-zero), which makes its input dropout and first layer cost
     O(non-zeros) instead of O(N F). The result is the same.
@@ -194,12 +197,12 @@ class NodeClassificationTask(Task):
         ``sparse_features = True`` when at most :data:`SPARSE_DENSITY` of it is non-zero,
         else the dense tensor."""
         batch = self.graph if batch is None else batch
-        if getattr(model, "categorical_fields", False):
+        if takes_categorical_fields(model):
             if getattr(batch, "x_fields", None) is None:
                 raise ValueError(f"{type(model).__name__} takes categorical fields (x_fields) but the data has none; "
                                  "use a categorical dataset (graphrec.data.categorical)")
             return batch.x_fields
-        if batch is not self.graph or not getattr(model, "sparse_features", False):
+        if batch is not self.graph or not takes_sparse_features(model):
             return batch.x
         if self._sparse_x is None:
             density = float(torch.count_nonzero(self.x)) / max(self.x.numel(), 1)

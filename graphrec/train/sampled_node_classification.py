@@ -9,7 +9,8 @@ over the subgraph (:mod:`graphrec.models.subgraph`, full-graph degrees). Evaluat
 unchanged (full graph, eval mode).
 
 Supported models: decoupled ones, whose forward is ``A_hat^K`` applied to a per-node
-representation: they expose ``initial_representation(features) -> H`` and ``num_hops`` (CatGCN).
+representation (:class:`~graphrec.models.interfaces.DecoupledNodeClassifier`:
+``initial_representation(features) -> H`` and ``num_hops``; CatGCN).
 Models whose layers interleave weights and propagation (GCN, DAGNN) are refused with a clear
 message rather than trained with a different operator.
 """
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphrec.config import TrainConfig
+from graphrec.models.interfaces import DecoupledNodeClassifier
 from graphrec.models.subgraph import SubgraphPropagation
 from graphrec.sampling.neighbor import CSRGraph, NeighborSampler
 from graphrec.train.node_classification import NodeClassificationTask
@@ -51,7 +53,7 @@ class SampledNodeClassificationTask(NodeClassificationTask):
 
     def build_model(self, entry, model_config) -> nn.Module:
         model = super().build_model(entry, model_config)
-        if not (hasattr(model, "initial_representation") and hasattr(model, "num_hops")):
+        if not isinstance(model, DecoupledNodeClassifier):
             raise ValueError(
                 f"train.mode=sampled trains decoupled models (initial_representation, then num_hops of A_hat), "
                 f"such as CatGCN; {type(model).__name__} interleaves weights and propagation: use train.mode=full")

@@ -7,10 +7,12 @@ step's memory and time follow the subgraph, not the graph: a recommender trains 
 whose full propagation (with autograd) would not fit. Evaluation is unchanged: full-ranking
 on the exact full-graph embeddings (one propagation without autograd, O(nodes x dim) memory).
 
-Supported models: those with LightGCN's parameterisation (a stacked user-then-item layer-0
-table ``embedding``, ``num_layers``, ``reg_weight``). UltraGCN has no propagation (its
-graph enters through constraint weights on the batch's own rows), so its training is already
-per-batch and there is no neighbourhood to sample; asking for it is an error that says so.
+Supported models: those with LightGCN's parameterisation
+(:class:`~graphrec.models.interfaces.SubgraphRecommender`: a stacked user-then-item layer-0
+table read by ``initial_representation(node_ids)``, ``num_layers``, ``reg_weight``). UltraGCN
+has no propagation (its graph enters through constraint weights on the batch's own rows), so its
+training is already per-batch and there is no neighbourhood to sample; asking for it is an error
+that says so.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from torch import nn
 
 from graphrec.config import TrainConfig
 from graphrec.data.interactions import InteractionGraph
+from graphrec.models.interfaces import SubgraphRecommender
 from graphrec.models.subgraph import SubgraphPropagation, lightgcn_subgraph_loss
 from graphrec.sampling.link import LinkNeighborSampler
 from graphrec.train.recommendation import RecommendationTask
@@ -50,12 +53,12 @@ class SampledRecommendationTask(RecommendationTask):
 
     def build_model(self, entry, model_config) -> nn.Module:
         model = super().build_model(entry, model_config)
-        if not (isinstance(getattr(model, "embedding", None), nn.Embedding) and hasattr(model, "num_layers")
-                and hasattr(model, "reg_weight")):
+        if not isinstance(model, SubgraphRecommender):
             raise ValueError(
-                f"train.mode=sampled needs a propagation recommender with LightGCN's parameters (embedding, "
-                f"num_layers, reg_weight); {type(model).__name__} has none. UltraGCN has no propagation to "
-                "sample: train it with train.mode=full (its batches already touch only their own rows)")
+                "train.mode=sampled needs a propagation recommender with LightGCN's parameters "
+                f"(initial_representation, num_layers, reg_weight); {type(model).__name__} has none. UltraGCN has "
+                "no propagation to sample: train it with train.mode=full (its batches already touch only their "
+                "own rows)")
         layers = int(model.num_layers)
         fanouts = list(self.config.fanouts) or [-1] * layers
         if len(fanouts) != layers:

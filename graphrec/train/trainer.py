@@ -15,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from graphrec.config import TrainConfig
+from graphrec.models.interfaces import OwnParameterGroups
 from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
 from graphrec.train.runlog import RunLog
 from graphrec.train.schedule import apply_lr
@@ -29,10 +30,11 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     """The configured optimizer over the model's trainable parameters.
 
     A model that defines ``parameter_groups(weight_decay) -> list[dict]`` (torch optimizer
-    parameter groups, e.g. no weight decay on biases and embeddings) gets exactly those groups;
+    parameter groups, e.g. no weight decay on biases and embeddings;
+    :class:`~graphrec.models.interfaces.OwnParameterGroups`) gets exactly those groups;
     ``config.weight_decay`` is passed to it and stays the default of any group without its own.
     """
-    if callable(getattr(model, "parameter_groups", None)):
+    if isinstance(model, OwnParameterGroups):
         params = [{**group, "params": [p for p in group["params"] if p.requires_grad]}
                   for group in model.parameter_groups(config.weight_decay)]
         params = [group for group in params if group["params"]]
