@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from graphrec.encoders.node_encoder import ImageNodeEncoder
+from graphrec.models.interfaces import ItemImageSupport, takes_categorical_fields
 
 COMBINE = ("concat", "replace")
 
@@ -34,7 +35,7 @@ class ImageFeatureModel(nn.Module):
         self.model = model
         self.node_encoder = node_encoder
         self.combine = combine
-        self.categorical_fields = bool(getattr(model, "categorical_fields", False))
+        self.categorical_fields = takes_categorical_fields(model)
 
     def image_features(self, num_nodes: int) -> torch.Tensor:
         if num_nodes != self.node_encoder.num_nodes:
@@ -109,13 +110,12 @@ def _attach(model, task, entry, config, name, path, mode, device):
     from graphrec.encoders.node_encoder import create_node_encoder
 
     if entry.task == "recommendation":
-        if not hasattr(model, "attach_item_images"):
+        if not isinstance(model, ItemImageSupport):
             raise ValueError(f"model '{entry.name}' takes no item images")
         graph = task.graph
         ids = graph.item_map.ids if getattr(graph, "item_map", None) is not None else None
         images = NodeImages.from_path(path, num_nodes=graph.num_items, node_ids=ids)
-        width = model.embedding.embedding_dim if hasattr(model, "embedding") else model.item_embedding.embedding_dim
-        encoder = create_node_encoder(name, images, out_dim=width, mode=mode, cache_dir=_cache_dir(path))
+        encoder = create_node_encoder(name, images, out_dim=model.item_embedding_dim, mode=mode, cache_dir=_cache_dir(path))
         return model.attach_item_images(encoder.to(device))
     images = NodeImages.from_path(path, num_nodes=task.num_nodes)
     width = task.num_classes if getattr(entry.model_cls, "categorical_fields", False) else 64
