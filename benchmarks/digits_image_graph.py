@@ -13,7 +13,7 @@ Models (same DAGNN: hidden 64, K hops, dropout, Adam, selection on validation lo
 - ``conv-nograph`` (``--kinds pixels,conv,conv-nograph``): the same conv encoder with K = 0 (no propagation).
 
     python benchmarks/digits_image_graph.py --seeds 0-9 --epochs 100 --encoder simplenet_cifar_310k --scale 0.25 \
-        --image-size 8 --kinds pixels,conv   # the README figures
+        --image-size 8 --kinds pixels,conv   # the benchmarks/results figures
 """
 from __future__ import annotations
 

@@ -5,9 +5,8 @@ copy element-typed rows with generic loops. A random gather from a table that mi
 every cache is bound by memory traffic, and the output side counts as much as the
 input: plain stores first read each output line into the cache (read-for-ownership),
 then write it back. For large outputs :func:`gather_rows_streaming` writes whole
-64-byte lines with non-temporal stores, which skip that read (1.3x in isolated runs
-on the 2-core dev VM, 1.0-1.7x in ``benchmarks/feature_gather.py`` runs there, never
-slower). Rows are copied as the widest machine word that divides them, threads take
+64-byte lines with non-temporal stores, which skip that read (never slower in our
+runs; figures in benchmarks/results/README.md, "Kernel design measurements"). Rows are copied as the widest machine word that divides them, threads take
 contiguous output ranges, and rows come back in the order asked for.
 
 Tried and dropped (numbers in the ``notes`` of ``benchmarks/results/feature_gather.json``):

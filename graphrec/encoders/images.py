@@ -152,8 +152,8 @@ class NodeImages:
         digest = hashlib.blake2b(repr((self.num_nodes, self.image_size, self.mean, self.std,
                                        getattr(self, "prenormalized", False))).encode(), digest_size=16)
         if self.tensor is not None:
-            # Two fixed random projections of every image instead of hashing all bytes: one matmul pass
-            # (~10x faster than a byte hash on a large tensor); any real change of an image moves them.
+            # Two fixed random projections of every image instead of hashing all bytes: one matmul pass,
+            # far cheaper than a byte hash on a large tensor; any real change of an image moves them.
             flat = self.tensor.detach().cpu().reshape(self.num_nodes, -1).float()
             probe = torch.randn(flat.shape[1], 2, generator=torch.Generator().manual_seed(0))
             digest.update(repr((tuple(self.tensor.shape), str(self.tensor.dtype))).encode())
