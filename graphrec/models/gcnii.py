@@ -82,11 +82,11 @@ class GCNII(nn.Module):
         return len(self.convs)
 
     def input_layer(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`\mathbf{H}^{(0)} = \mathrm{ReLU}(\mathbf{X}\mathbf{W}_{in})` (also the initial residual)."""
+        r""":math:`\mathbf{H}^{(0)} = \mathrm{ReLU}(\mathbf{X}\mathbf{W}_{in})` (also the initial residual)."""
         return F.relu(self.lin_in(x))
 
     def layer(self, index: int, h: torch.Tensor, h0: torch.Tensor, adjacency) -> torch.Tensor:
-        """Layer ``index`` (0-based): initial residual, identity mapping, ReLU.
+        r"""Layer ``index`` (0-based): initial residual, identity mapping, ReLU.
 
         ``h`` holds the rows ``adjacency.propagate`` reads, ``h0`` the target rows' :math:`\mathbf{H}^{(0)}`."""
         out = (1 - self.alpha) * adjacency.propagate(h) + self.alpha * h0

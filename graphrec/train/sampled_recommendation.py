@@ -8,9 +8,10 @@ whose full propagation (with autograd) would not fit. Evaluation is unchanged: f
 on the exact full-graph embeddings (one propagation without autograd, O(nodes x dim) memory).
 
 Supported models: those with LightGCN's parameterisation (a stacked user-then-item layer-0
-table ``embedding``, ``num_layers``, ``reg_weight``) and its ``subgraph_loss``. UltraGCN has no propagation (its
-graph enters through constraint weights on the batch's own rows), so its training is already
-per-batch and there is no neighbourhood to sample; asking for it is an error that says so.
+table ``embedding``, ``num_layers``, ``reg_weight``) and its ``subgraph_loss``. UltraGCN has no
+propagation (its graph enters through constraint weights on the batch's own rows), so its
+training is already per-batch and there is no neighbourhood to sample; asking for it is an
+error that says so.
 """
 from __future__ import annotations
 
