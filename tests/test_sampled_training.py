@@ -70,6 +70,40 @@ def test_lightgcn_all_neighbours_equals_full_graph(num_layers, normalization):
     torch.testing.assert_close(grad_sub, model.embedding.weight.grad, rtol=1e-4, atol=1e-6)
 
 
+class ItemTable(torch.nn.Module):
+    """Stands in for an ImageNodeEncoder over the items: one learned vector per item."""
+
+    def __init__(self, num_items, dim):
+        super().__init__()
+        self.num_nodes, self.out_dim = num_items, dim
+        self.table = torch.nn.Embedding(num_items, dim)
+
+    def forward(self, items):
+        return self.table(items)
+
+    def all_features(self):
+        return self.table.weight
+
+
+def test_sampled_lightgcn_loss_includes_item_images():
+    # The sampled loss adds the items' image term as the full-graph loss does (it used to leave it out).
+    train = random_interactions()
+    torch.manual_seed(0)
+    model = LightGCN(*train.shape, embedding_dim=8, num_layers=2).attach_item_images(ItemTable(train.shape[1], 8))
+    model.prepare(train)
+    sampler, batch = link_batch(train, [-1, -1])
+    loss = model.subgraph_loss(batch, propagation_for(sampler))
+    loss.backward()
+    grad_sub = model.item_image_encoder.table.weight.grad.clone()
+    assert grad_sub.abs().sum() > 0
+    triples = next(iter(sampler.triples.batches(epoch=0)))
+    model.zero_grad()
+    reference = model.recommendation_loss(triples.users, triples.pos_items, triples.neg_items)
+    reference.backward()
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_sub, model.item_image_encoder.table.weight.grad, rtol=1e-4, atol=1e-6)
+
+
 def test_subgraph_degrees_are_not_the_full_graph_operator():
     # Why the default keeps full-graph degrees: subgraph degrees differ at the last hop even
     # when every neighbour is taken, so the seeds' values change.
