@@ -100,7 +100,7 @@ def main():
              f"Both: registered CatGCN settings with K = {args.hops} hops, same stratified 80/10/10 split per seed, "
              "early stopping on validation loss (patience 10), test at the selected epoch.",
              f"Sampled: {args.batch_size} train nodes per batch, fan-outs {args.fanouts}, full-graph degrees with the "
-             "unbiased d/s rescaling (graphrec/models/subgraph.py).", "",
+             "unbiased d/s rescaling (graphrec/nn/subgraph.py).", "",
              "| dataset | mode | test accuracy | test macro-F1 | epochs | train s |", "|---|---|---|---|---|---|"]
     for dataset, r in results.items():
         for name, s in r["summary"].items():

@@ -5,7 +5,7 @@ batch for batch: the sampled mode draws its triples with the full mode's sampler
 under the validation protocol: validation recall@20 every epoch, test once at the selected
 epoch. The only difference is the propagation of each step: the whole graph (full) or the
 sampled K-hop neighbourhood of the batch's users and items (sampled, ``train.fanouts``, full-graph
-degrees with the unbiased d/s rescaling; see graphrec/models/subgraph.py). Same wall-clock budget
+degrees with the unbiased d/s rescaling; see graphrec/nn/subgraph.py). Same wall-clock budget
 for both (``--budget-s``, the Trainer's ``time_limit_s``: an epoch in progress finishes), so the
 curves also give the comparison at equal epochs.
 

@@ -7,7 +7,7 @@ import torch
 from graphrec.config import build_run_config
 from graphrec.models import DAGNN, create_model, get_model_entry
 from graphrec.models.dagnn import feature_dropout
-from graphrec.models.propagation import normalized_adjacency
+from graphrec.nn import NormalizedAdjacency
 
 # A tiny undirected graph: path 0-1-2, edge 2-3, triangle closed by 1-3, node 4 isolated.
 EDGES = [(0, 1), (1, 2), (2, 3), (1, 3)]
@@ -40,9 +40,13 @@ def test_dense_reference_by_hand():
     assert a_hat[0, 2].item() == 0.0
 
 
+def normalized_adjacency(edges, num_nodes):
+    return NormalizedAdjacency.from_edge_index(edges, num_nodes)
+
+
 def test_normalized_adjacency_matches_dense_reference():
     sparse = normalized_adjacency(edge_index(), NUM_NODES)
-    assert sparse.is_sparse and sparse.shape == (NUM_NODES, NUM_NODES)
+    assert isinstance(sparse, NormalizedAdjacency) and sparse.shape == (NUM_NODES, NUM_NODES)
     torch.testing.assert_close(sparse.to_dense().double(), dense_a_hat(), rtol=1e-6, atol=1e-7)
 
 
@@ -119,6 +123,7 @@ def test_precomputed_adjacency_and_cache_invalidation():
     ei = edge_index()
     first = model(x, ei)
     torch.testing.assert_close(model(x, normalized_adjacency(ei, NUM_NODES)), first)
+    torch.testing.assert_close(model(x, normalized_adjacency(ei, NUM_NODES).to_torch_sparse()), first)
     # Editing the same tensor in place must not reuse the cached A_hat of the old graph.
     ei[:, 0] = torch.tensor([0, 4])
     ei[:, len(EDGES)] = torch.tensor([4, 0])

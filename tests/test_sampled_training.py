@@ -16,7 +16,7 @@ from graphrec.config import ConfigError, TrainConfig, build_run_config
 from graphrec.data.categorical import categorical_graph
 from graphrec.data.interactions import InteractionGraph
 from graphrec.models import LightGCN, get_model_entry
-from graphrec.models.subgraph import SubgraphPropagation, lightgcn_subgraph_embeddings, lightgcn_subgraph_loss
+from graphrec.nn import SubgraphPropagation
 from graphrec.sampling import LinkNeighborSampler
 from graphrec.sampling.neighbor import CSRGraph, NeighborSampler
 from graphrec.train.node_classification import NodeClassificationTask
@@ -54,12 +54,12 @@ def test_lightgcn_all_neighbours_equals_full_graph(num_layers, normalization):
 
     users, items = model()
     full = torch.cat([users, items])
-    sub = lightgcn_subgraph_embeddings(model, batch, propagation)
+    sub = model.subgraph_embeddings(batch, propagation)
     torch.testing.assert_close(sub, full[batch.n_id[: batch.batch_size]], rtol=1e-5, atol=1e-6)
 
     # Loss and gradients equal the full-graph loss of the same triples.
     model.zero_grad()
-    loss = lightgcn_subgraph_loss(model, batch, propagation)
+    loss = model.subgraph_loss(batch, propagation)
     loss.backward()
     grad_sub = model.embedding.weight.grad.clone()
     triples = next(iter(sampler.triples.batches(epoch=0)))
@@ -68,6 +68,40 @@ def test_lightgcn_all_neighbours_equals_full_graph(num_layers, normalization):
     reference.backward()
     torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad_sub, model.embedding.weight.grad, rtol=1e-4, atol=1e-6)
+
+
+class ItemTable(torch.nn.Module):
+    """Stands in for an ImageNodeEncoder over the items: one learned vector per item."""
+
+    def __init__(self, num_items, dim):
+        super().__init__()
+        self.num_nodes, self.out_dim = num_items, dim
+        self.table = torch.nn.Embedding(num_items, dim)
+
+    def forward(self, items):
+        return self.table(items)
+
+    def all_features(self):
+        return self.table.weight
+
+
+def test_sampled_lightgcn_loss_includes_item_images():
+    # The sampled loss adds the items' image term as the full-graph loss does (it used to leave it out).
+    train = random_interactions()
+    torch.manual_seed(0)
+    model = LightGCN(*train.shape, embedding_dim=8, num_layers=2).attach_item_images(ItemTable(train.shape[1], 8))
+    model.prepare(train)
+    sampler, batch = link_batch(train, [-1, -1])
+    loss = model.subgraph_loss(batch, propagation_for(sampler))
+    loss.backward()
+    grad_sub = model.item_image_encoder.table.weight.grad.clone()
+    assert grad_sub.abs().sum() > 0
+    triples = next(iter(sampler.triples.batches(epoch=0)))
+    model.zero_grad()
+    reference = model.recommendation_loss(triples.users, triples.pos_items, triples.neg_items)
+    reference.backward()
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_sub, model.item_image_encoder.table.weight.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_subgraph_degrees_are_not_the_full_graph_operator():
@@ -80,7 +114,7 @@ def test_subgraph_degrees_are_not_the_full_graph_operator():
     sampler, batch = link_batch(train, [-1, -1], batch_size=2)
     users, items = model()
     full = torch.cat([users, items])[batch.n_id[: batch.batch_size]]
-    sub = lightgcn_subgraph_embeddings(model, batch, propagation_for(sampler, "subgraph"))
+    sub = model.subgraph_embeddings(batch, propagation_for(sampler, "subgraph"))
     assert not torch.allclose(sub, full, atol=1e-4)
 
 
@@ -115,13 +149,13 @@ def test_sampled_batches_and_losses_are_deterministic():
         model = LightGCN(*train.shape, embedding_dim=8, num_layers=2)
         sampler = LinkNeighborSampler(train, [3, 2], batch_size=16, seed=7)
         propagation = propagation_for(sampler)
-        losses.append([float(lightgcn_subgraph_loss(model, b, propagation).detach()) for b in sampler.batches(epoch=1)])
+        losses.append([float(model.subgraph_loss(b, propagation).detach()) for b in sampler.batches(epoch=1)])
     assert losses[0] == losses[1]
     # A different seed draws other neighbourhoods.
     sampler = LinkNeighborSampler(train, [3, 2], batch_size=16, seed=8)
     torch.manual_seed(0)
     model = LightGCN(*train.shape, embedding_dim=8, num_layers=2)
-    other = [float(lightgcn_subgraph_loss(model, b, propagation_for(sampler)).detach()) for b in sampler.batches(epoch=1)]
+    other = [float(model.subgraph_loss(b, propagation_for(sampler)).detach()) for b in sampler.batches(epoch=1)]
     assert other != losses[0]
 
 
@@ -244,7 +278,7 @@ def test_unsorted_edges_take_the_index_add_path_with_the_same_result():
     model = LightGCN(*train.shape, embedding_dim=8, num_layers=2)
     sampler, batch = link_batch(train, [3, 2])
     propagation = propagation_for(sampler)
-    expected = lightgcn_subgraph_embeddings(model, batch, propagation)
+    expected = model.subgraph_embeddings(batch, propagation)
     # Shuffle the edges within each hop: the hop prefixes stay, the CSR order (sorted targets) goes.
     order, begin = [], 0
     for count in batch.num_sampled_edges:
@@ -254,5 +288,5 @@ def test_unsorted_edges_take_the_index_add_path_with_the_same_result():
     shuffled = batch.clone()
     shuffled.edge_index = batch.edge_index[:, order]
     assert not bool((shuffled.edge_index[1][1:] >= shuffled.edge_index[1][:-1]).all())
-    torch.testing.assert_close(lightgcn_subgraph_embeddings(model, shuffled, propagation), expected,
+    torch.testing.assert_close(model.subgraph_embeddings(shuffled, propagation), expected,
                                rtol=1e-5, atol=1e-6)

@@ -6,7 +6,7 @@ from graphrec.models.registry import (
     get_model_entry,
     register_model,
 )
-from graphrec.models.propagation import NormalizedAdjacency
+from graphrec.nn import NormalizedAdjacency  # public here since before graphrec.nn existed
 from graphrec.models.lightgcn import LightGCN, LightGCNConfig
 
 __all__ = [

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphrec.models.propagation import AdjacencyCache
 from graphrec.models.registry import register_model
+from graphrec.nn import GCNPropagation, NormalizedAdjacency
 
 INTERACTIONS = ("both", "global", "local", "none")
 
@@ -156,8 +156,8 @@ class CatGCN(nn.Module):
     Node-classification interface: ``model(x_fields, edge_index) -> logits [N, C]`` where
     ``x_fields`` is long ``[N, F]`` of global value ids in ``0..num_features-1`` (see
     :mod:`graphrec.data.categorical`; the class attribute ``categorical_fields = True`` tells the
-    task to pass them instead of ``x``). ``edge_index`` may also be a precomputed sparse
-    ``A_hat``; the normalised adjacency of the last graph seen is cached.
+    task to pass them instead of ``x``). ``edge_index`` may also be a precomputed
+    ``A_hat`` (:class:`graphrec.nn.NormalizedAdjacency`); the normalised adjacency of the last graph seen is cached.
 
     Args:
         num_features: number of distinct field values V (the width of the one-hot ``x``).
@@ -192,7 +192,7 @@ class CatGCN(nn.Module):
             self.local_mlp = _mlp([embedding_dim, *map(int, local_hidden), num_classes])
         if interaction == "none":
             self.mean_mlp = _mlp([embedding_dim, *map(int, global_hidden), num_classes])
-        self._adjacency_cache = AdjacencyCache()
+        self._propagation = GCNPropagation(cached=True)
 
     def reset_parameters(self) -> None:
         for module in self.modules():
@@ -245,18 +245,17 @@ class CatGCN(nn.Module):
         return (self.balance_ratio * self.global_interaction(x_fields)
                 + (1.0 - self.balance_ratio) * self.local_interaction(x_fields))
 
-    def propagate(self, h: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+    def propagate(self, h: torch.Tensor, adjacency) -> torch.Tensor:
         """``A_hat^K h``."""
-        if adjacency.dtype != h.dtype:
-            adjacency = adjacency.to(h.dtype)
+        adjacency = self.adjacency(adjacency, h.shape[0])
         for _ in range(self.num_hops):
-            h = torch.sparse.mm(adjacency, h)
+            h = adjacency.propagate(h)
         return h
 
     def forward(self, x_fields: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         h = self.initial_representation(x_fields)
         return self.propagate(h, self.adjacency(edge_index, x_fields.shape[0]))
 
-    def adjacency(self, edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
-        """``A_hat`` for ``edge_index`` (passed through when it already is a sparse matrix), cached."""
-        return self._adjacency_cache.get(edge_index, num_nodes)
+    def adjacency(self, edge_index, num_nodes: int) -> NormalizedAdjacency:
+        """``A_hat`` for ``edge_index`` (passed through when it already is an adjacency), cached."""
+        return self._propagation.adjacency(edge_index, num_nodes)

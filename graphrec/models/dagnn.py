@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphrec.models.propagation import AdjacencyCache
 from graphrec.models.registry import register_model
+from graphrec.nn import GCNPropagation, NormalizedAdjacency
 
 
 @dataclass
@@ -81,10 +81,10 @@ class DAGNN(nn.Module):
 
     Node-classification interface: ``model(x, edge_index) -> logits [N, C]``. ``x`` may be
     dense or a sparse COO tensor (``sparse_features``: dropout and the first Linear then cost
-    O(non-zeros), same result); ``edge_index`` may also be a precomputed sparse ``A_hat``
-    (see :func:`graphrec.models.propagation.normalized_adjacency`). The
-    normalised adjacency of the last graph seen is cached (keyed by the ``edge_index``
-    tensor object and its in-place version counter), so full-batch training normalises once.
+    O(non-zeros), same result); ``edge_index`` may also be a precomputed ``A_hat``
+    (:class:`graphrec.nn.NormalizedAdjacency`, or a torch sparse tensor). The normalised
+    adjacency of the last graph seen is cached (:class:`graphrec.nn.GCNPropagation`), so
+    full-batch training normalises once.
 
     Args:
         num_features: input feature size.
@@ -106,7 +106,7 @@ class DAGNN(nn.Module):
         self.lin1 = nn.Linear(num_features, hidden_channels)
         self.lin2 = nn.Linear(hidden_channels, num_classes)
         self.retention = nn.Linear(num_classes, 1)  # s = sigmoid(H_k w + b), shared over hops
-        self._adjacency_cache = AdjacencyCache()
+        self._propagation = GCNPropagation(cached=True)
 
     def reset_parameters(self) -> None:
         for layer in (self.lin1, self.lin2, self.retention):
@@ -123,11 +123,12 @@ class DAGNN(nn.Module):
         x = F.dropout(x, p=self.dropout, training=self.training)
         return self.lin2(x)
 
-    def hops(self, z: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+    def hops(self, z: torch.Tensor, adjacency) -> torch.Tensor:
         """``[H_0, ..., H_K]`` stacked as ``[N, K+1, C]``."""
+        adjacency = self.adjacency(adjacency, z.shape[0])
         outputs = [z]
         for _ in range(self.num_hops):
-            z = torch.sparse.mm(adjacency, z)
+            z = adjacency.propagate(z)
             outputs.append(z)
         return torch.stack(outputs, dim=1)
 
@@ -135,7 +136,7 @@ class DAGNN(nn.Module):
         """``s[i, k] = sigmoid(H_k[i] w + b)``, shape ``[N, K+1]``."""
         return torch.sigmoid(self.retention(hops)).squeeze(-1)
 
-    def propagate(self, z: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+    def propagate(self, z: torch.Tensor, adjacency) -> torch.Tensor:
         """Adaptive adjustment: ``sum_k s_k * H_k`` per node."""
         stacked = self.hops(z, adjacency)
         return (self.retention_scores(stacked).unsqueeze(-1) * stacked).sum(dim=1)
@@ -143,6 +144,6 @@ class DAGNN(nn.Module):
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         return self.propagate(self.transform(x), self.adjacency(edge_index, x.shape[0]))
 
-    def adjacency(self, edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
-        """``A_hat`` for ``edge_index`` (passed through when it already is a sparse matrix)."""
-        return self._adjacency_cache.get(edge_index, num_nodes)
+    def adjacency(self, edge_index, num_nodes: int) -> NormalizedAdjacency:
+        """``A_hat`` for ``edge_index`` (passed through when it already is an adjacency), cached."""
+        return self._propagation.adjacency(edge_index, num_nodes)

@@ -9,6 +9,7 @@ from torch import nn
 
 from graphrec.models.dagnn import feature_dropout
 from graphrec.models.registry import register_model
+from graphrec.nn import GCNPropagation, NormalizedAdjacency
 
 
 @dataclass
@@ -50,8 +51,12 @@ class GCN(nn.Module):
     the DAGNN paper shows accuracy collapsing with depth (over-smoothing).
 
     Node-classification interface: ``model(x, edge_index) -> logits [N, C]``. ``A_hat`` is
-    normalised once per forward and shared by all layers (``normalize=False`` convolutions);
-    ``x`` may be dense or sparse COO (input dropout then drops stored entries only).
+    normalised once per graph (cached) and shared by all layers; ``x`` may be dense or sparse
+    COO (input dropout then drops stored entries only).
+
+    Layer hooks (what :mod:`graphrec.parallel.stages` runs on row blocks): :meth:`input_layer`,
+    :meth:`layer` (``adjacency``: the whole graph's :class:`~graphrec.nn.NormalizedAdjacency` or
+    an :class:`~graphrec.nn.EdgeBlock` of it) and :meth:`output_layer`; dropout is the caller's.
 
     Args:
         num_features: input feature size.
@@ -72,20 +77,47 @@ class GCN(nn.Module):
             raise ValueError("num_features, num_classes and num_layers must be >= 1")
         self.dropout = dropout
         sizes = [num_features] + [hidden_channels] * (num_layers - 1) + [num_classes]
+        # GCNConv holds each layer's parameters (lin.weight, bias: checkpoints keep PyG's names);
+        # the product runs in :meth:`layer`, on graphrec's propagation.
         self.convs = nn.ModuleList(GCNConv(a, b, normalize=False) for a, b in zip(sizes[:-1], sizes[1:]))
+        self._propagation = GCNPropagation(cached=True)
 
     def reset_parameters(self) -> None:
         for conv in self.convs:
             conv.reset_parameters()
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        from torch_geometric.nn.conv.gcn_conv import gcn_norm
+    @property
+    def num_layers(self) -> int:
+        return len(self.convs)
 
-        edge_index, weight = gcn_norm(edge_index, None, x.shape[0], add_self_loops=True, dtype=torch.float32)
-        last = len(self.convs) - 1
-        for number, conv in enumerate(self.convs):
-            x = feature_dropout(x, self.dropout, self.training)
-            x = conv(x, edge_index, weight)
-            if number < last:
-                x = F.relu(x)
+    def input_layer(self, x: torch.Tensor) -> torch.Tensor:
+        """The input of layer 0 (the features themselves: GCN has no input transform)."""
         return x
+
+    def layer(self, index: int, h: torch.Tensor, h0: torch.Tensor | None, adjacency) -> torch.Tensor:
+        """Layer ``index``: ``A_hat h W + b``, ReLU but after the last layer (``h0`` unused).
+
+        ``h`` holds the rows ``adjacency.propagate`` reads; the result has its target rows."""
+        conv = self.convs[index]
+        if h.layout != torch.strided or conv.in_channels > conv.out_channels:
+            out = adjacency.propagate(conv.lin(h))  # transform first: fewer columns to propagate
+        else:
+            out = conv.lin(adjacency.propagate(h))
+        if conv.bias is not None:
+            out = out + conv.bias
+        return F.relu(out) if index < len(self.convs) - 1 else out
+
+    def output_layer(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits from the last layer's rows (the last layer already maps to the classes)."""
+        return h
+
+    def adjacency(self, edge_index, num_nodes: int) -> NormalizedAdjacency:
+        """``A_hat`` for ``edge_index`` (passed through when it already is an adjacency), cached."""
+        return self._propagation.adjacency(edge_index, num_nodes)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        adjacency = self.adjacency(edge_index, x.shape[0])
+        h = self.input_layer(x)
+        for index in range(len(self.convs)):
+            h = self.layer(index, feature_dropout(h, self.dropout, self.training), None, adjacency)
+        return self.output_layer(h)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphrec.models.registry import register_model
+from graphrec.nn import GCNPropagation, NormalizedAdjacency
 
 
 @dataclass
@@ -47,8 +48,13 @@ class GCNII(nn.Module):
     :math:`\beta_l = \log(\theta / l + 1)`, logits :math:`\mathrm{drop}(\mathbf{H}^{(L)})\mathbf{W}_{out}`.
     The initial residual (:math:`\alpha\mathbf{H}^{(0)}`) and the identity mapping keep a 16-64 layer
     model from over-smoothing, which makes it the deep model of the GNNPipe experiments
-    (:mod:`graphrec.parallel`). Layers are PyG's :class:`~torch_geometric.nn.GCN2Conv` (shared weights);
-    ``graphrec.parallel.stages`` reuses exactly these parameters layer by layer.
+    (:mod:`graphrec.parallel`). Each layer's parameters live in PyG's :class:`~torch_geometric.nn.GCN2Conv`
+    (shared weights; checkpoints keep its names); the product runs on graphrec's propagation.
+
+    Layer hooks (what :mod:`graphrec.parallel.stages` runs on row blocks): :meth:`input_layer`,
+    :meth:`layer` (``adjacency``: the whole graph's :class:`~graphrec.nn.NormalizedAdjacency` or an
+    :class:`~graphrec.nn.EdgeBlock` of it; ``h0``: :math:`\mathbf{H}^{(0)}` of the target rows) and
+    :meth:`output_layer`; dropout is the caller's.
     """
 
     sparse_features = False
@@ -64,20 +70,40 @@ class GCNII(nn.Module):
             GCN2Conv(hidden_channels, alpha=alpha, theta=theta, layer=layer + 1, normalize=False)
             for layer in range(num_layers))
         self.lin_out = nn.Linear(hidden_channels, num_classes)
+        self._propagation = GCNPropagation(cached=True)
 
     @staticmethod
     def beta(theta: float, layer: int) -> float:
         """Identity-mapping strength of 1-based layer ``layer``: ``log(theta / layer + 1)``."""
         return math.log(theta / layer + 1)
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        from torch_geometric.nn.conv.gcn_conv import gcn_norm
+    @property
+    def num_layers(self) -> int:
+        return len(self.convs)
 
-        edge_index, weight = gcn_norm(edge_index, None, x.shape[0], add_self_loops=True, dtype=torch.float32)
-        x = F.dropout(x, self.dropout, self.training)
-        h0 = h = F.relu(self.lin_in(x))
-        for conv in self.convs:
-            h = F.dropout(h, self.dropout, self.training)
-            h = F.relu(conv(h, h0, edge_index, weight))
-        h = F.dropout(h, self.dropout, self.training)
+    def input_layer(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\mathbf{H}^{(0)} = \mathrm{ReLU}(\mathbf{X}\mathbf{W}_{in})` (also the initial residual)."""
+        return F.relu(self.lin_in(x))
+
+    def layer(self, index: int, h: torch.Tensor, h0: torch.Tensor, adjacency) -> torch.Tensor:
+        r"""Layer ``index`` (0-based): initial residual, identity mapping, ReLU.
+
+        ``h`` holds the rows ``adjacency.propagate`` reads, ``h0`` the target rows' :math:`\mathbf{H}^{(0)}`."""
+        out = (1 - self.alpha) * adjacency.propagate(h) + self.alpha * h0
+        beta = self.beta(self.theta, index + 1)
+        return F.relu(torch.addmm(out, out, self.convs[index].weight1, beta=1.0 - beta, alpha=beta))
+
+    def output_layer(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits ``H W_out``."""
         return self.lin_out(h)
+
+    def adjacency(self, edge_index, num_nodes: int) -> NormalizedAdjacency:
+        """``A_hat`` for ``edge_index`` (passed through when it already is an adjacency), cached."""
+        return self._propagation.adjacency(edge_index, num_nodes)
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        adjacency = self.adjacency(edge_index, x.shape[0])
+        h0 = h = self.input_layer(F.dropout(x, self.dropout, self.training))
+        for index in range(len(self.convs)):
+            h = self.layer(index, F.dropout(h, self.dropout, self.training), h0, adjacency)
+        return self.output_layer(F.dropout(h, self.dropout, self.training))

@@ -99,16 +99,20 @@ class SubgraphRecommender(DecoupledPropagation, Protocol):
     only in the layer-0 table (users ``0..U-1`` then items), mean over ``num_layers + 1`` layers.
 
     Implemented by LightGCN. Called by
-    :class:`~graphrec.train.sampled_recommendation.SampledRecommendationTask` through
-    :func:`graphrec.models.subgraph.lightgcn_subgraph_loss`, which propagates the batch nodes'
-    layer-0 rows (``initial_representation(n_id)``) over the subgraph and adds ``reg_weight`` times
-    the L2 of the batch's layer-0 rows. UltraGCN has no propagation, so it does not satisfy it.
+    :class:`~graphrec.train.sampled_recommendation.SampledRecommendationTask`, which calls
+    ``subgraph_loss(batch, propagation)``: the batch nodes' layer-0 rows
+    (``initial_representation(n_id)``) propagated over the subgraph by a
+    :class:`graphrec.nn.SubgraphPropagation`, plus ``reg_weight`` times the L2 of the batch's
+    layer-0 rows. UltraGCN has no propagation, so it does not satisfy it.
     """
 
     #: propagation layers K
     num_layers: int
     #: weight of the L2 term on the batch's layer-0 rows
     reg_weight: float
+
+    def subgraph_loss(self, batch, propagation) -> torch.Tensor:
+        """BPR + L2 loss of a sampled subgraph batch (same value as the full-graph loss at full fanout)."""
 
 
 # ---------------------------------------------------------------------------------- node classification

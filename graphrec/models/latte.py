@@ -11,6 +11,7 @@ from torch_geometric.utils import softmax
 from graphrec.models.metapath import (MetaPath, MetaPathCache, compose_edge_index, extend_metapaths,
                                       metapath_name, source_type, target_type)
 from graphrec.models.registry import register_model
+from graphrec.nn import aggregate as graph_aggregate
 
 #: above this many gathered message entries (edges x channels) a relation is aggregated with a
 #: sparse CSR product per head instead of materialising every message (ACM's paper-subject-paper:
@@ -193,30 +194,12 @@ class LATTEConv(nn.Module):
 def aggregate(alpha: torch.Tensor, source: torch.Tensor, edge_index: torch.Tensor, num_targets: int) -> torch.Tensor:
     """``out[i, h] = sum_j alpha[(j, i), h] * source[j, h]`` over ``edge_index`` (source -> target).
 
-    Small relations gather the messages and ``index_add`` them; large ones (more than
-    :data:`GATHER_LIMIT` message entries) multiply a CSR matrix of the attention by the source
-    embeddings head by head, which never materialises the ``[E, heads, dim]`` messages. Both
-    need unique (source, target) pairs, which loaded relations, sampled batches and composed
-    meta-paths all are (the CSR gradient would merge duplicates).
+    :func:`graphrec.nn.aggregate` per head: relations above :data:`GATHER_LIMIT` message entries
+    take its sparse CSR product, which never materialises the ``[E, heads, dim]`` messages (the
+    (source, target) pairs must be unique; loaded relations, sampled batches and composed
+    meta-paths all are).
     """
-    num_edges, heads, dim = edge_index.shape[1], source.shape[1], source.shape[2]
-    if num_edges * heads * dim <= GATHER_LIMIT:
-        messages = source[edge_index[0]] * alpha.unsqueeze(-1)
-        return torch.zeros(num_targets, heads, dim, dtype=source.dtype, device=source.device).index_add(
-            0, edge_index[1], messages)
-    target, src = edge_index[1], edge_index[0]
-    key = target * source.shape[0] + src        # CSR wants rows sorted and columns sorted within rows:
-    if not bool((key[1:] > key[:-1]).all()):   # its backward maps value gradients by that order
-        order = torch.argsort(key)
-        target, src, alpha = target[order], src[order], alpha[order]
-    crow = torch.zeros(num_targets + 1, dtype=torch.long, device=source.device)
-    crow[1:] = torch.cumsum(torch.bincount(target, minlength=num_targets), 0)
-    outputs = []
-    for head in range(heads):
-        matrix = torch.sparse_csr_tensor(crow, src, alpha[:, head], (num_targets, source.shape[0]),
-                                         check_invariants=False)
-        outputs.append(matrix @ source[:, head])
-    return torch.stack(outputs, dim=1)
+    return graph_aggregate(source, edge_index[0], edge_index[1], alpha, num_targets, gather_limit=GATHER_LIMIT)
 
 
 @register_model(

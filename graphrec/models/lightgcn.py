@@ -5,11 +5,10 @@ from dataclasses import dataclass
 
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from graphrec.models.propagation import NormalizedAdjacency, layer_mean_rows
 from graphrec.models.registry import register_model
+from graphrec.nn import NormalizedAdjacency, SubgraphPropagation, bpr_loss, layer_mean_rows
 
 
 @dataclass
@@ -148,11 +147,33 @@ class LightGCN(nn.Module):
             # one call for positives and negatives: an item in both is encoded once
             images = self.item_image_encoder(torch.cat([pos_items, neg_items]))
             pos_e, neg_e = pos_e + images[:batch], neg_e + images[batch:]
-        pos_scores = (user_e * pos_e).sum(-1)
-        neg_scores = (user_e * neg_e).sum(-1)
-        bpr = F.softplus(neg_scores - pos_scores).mean()
-        reg = 0.5 * ego.pow(2).sum() / batch
-        return bpr + self.reg_weight * reg
+        return bpr_loss(user_e, pos_e, neg_e, ego, self.reg_weight)
+
+    # ------------------------------------------------------------- sampled subgraphs (train.mode=sampled)
+    def subgraph_embeddings(self, batch, propagation: SubgraphPropagation) -> torch.Tensor:
+        """Final embeddings of a sampled batch's seed nodes (users ``0..U-1``, items ``U..``), propagated
+        over the batch's K-hop subgraph only (the full-graph values when the fan-outs take every
+        neighbour). Item images are not included (see :meth:`subgraph_loss`)."""
+        return propagation.layer_mean(self.initial_representation(batch.n_id), batch, self.num_layers)
+
+    def subgraph_loss(self, batch, propagation: SubgraphPropagation) -> torch.Tensor:
+        """:meth:`recommendation_loss` on a :class:`~graphrec.sampling.LinkNeighborSampler` batch, with the
+        propagation restricted to the sampled subgraph (identical when the fan-outs take every
+        neighbour). The L2 term is over the triples' layer-0 rows, repeats included, as there;
+        item images are added to the batch's items as there."""
+        x0 = self.initial_representation(batch.n_id)
+        final = propagation.layer_mean(x0, batch, self.num_layers)
+        src, pos, neg = batch.src_index, batch.dst_pos_index, batch.dst_neg_index
+        if neg.dim() == 2:
+            if neg.shape[1] != 1:
+                raise ValueError("LightGCN's BPR loss takes one negative per positive")
+            neg = neg[:, 0]
+        user_e, pos_e, neg_e = final[src], final[pos], final[neg]
+        if self.item_image_encoder is not None:
+            items = batch.n_id[torch.cat([pos, neg])] - self.num_users
+            images = self.item_image_encoder(items)
+            pos_e, neg_e = pos_e + images[: pos.shape[0]], neg_e + images[pos.shape[0]:]
+        return bpr_loss(user_e, pos_e, neg_e, x0[torch.cat([src, pos, neg])], self.reg_weight)
 
     def _adjacency(self, adjacency):
         adjacency = adjacency if adjacency is not None else self.adjacency

@@ -1,11 +1,13 @@
 """Deep GNNs cut into layer blocks: the row-subset view of a model that the engine runs.
 
 A pipeline stage computes some consecutive layers for *some* rows (one chunk of one partition),
-so a layer is written here as "given the rows of the in-neighbourhood and the normalised edges into
-the target rows, return the target rows". The adapters reuse the parameters of the registered
-single-process modules (:class:`~graphrec.models.GCN`, :class:`~graphrec.models.gcnii.GCNII`), so a
-model trained by the engine loads into the plain module and vice versa, and the equality tests
-compare like with like.
+so a layer is run here as "given the rows of the in-neighbourhood and the normalised edges into
+the target rows (an :class:`~graphrec.nn.EdgeBlock`), return the target rows". The adapters call
+the registered single-process modules' own layer hooks (``input_layer``, ``layer``,
+``output_layer`` of :class:`~graphrec.models.GCN` and :class:`~graphrec.models.gcnii.GCNII`), so
+the maths is written once, a model trained by the engine loads into the plain module and vice
+versa, and the equality tests compare like with like. The adapters add only what the plain
+forward does not know: which rows each dropout site covers, and which modules a stage owns.
 
 Dropout: every dropout site draws one mask per epoch over the *whole* graph from a generator
 seeded by (seed, epoch, site) and each computation takes the rows of the nodes it touches
@@ -18,8 +20,9 @@ from __future__ import annotations
 import zlib
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from graphrec.nn import EdgeBlock
 
 
 class DropoutMasks:
@@ -47,13 +50,6 @@ class DropoutMasks:
             mask = (torch.rand(self.num_nodes, rows.shape[1], generator=generator) >= self.p).to(rows.device)
             self._cache[key] = mask
         return rows * mask[global_ids].to(rows.dtype) / (1.0 - self.p)
-
-
-def aggregate(x_src: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor,
-              num_dst: int) -> torch.Tensor:
-    """``out[i] = sum_j w_ij x_src[j]`` over the given edges (the sparse product ``A_hat X`` row block)."""
-    out = x_src.new_zeros(num_dst, x_src.shape[1])
-    return out.index_add_(0, dst, x_src.index_select(0, src) * weight.unsqueeze(1))
 
 
 class StagedModel(nn.Module):
@@ -84,31 +80,23 @@ class StagedModel(nn.Module):
 
 
 class StagedGCN(StagedModel):
-    """:class:`graphrec.models.GCN` by layers: conv ``l`` = ``A_hat drop(H) W_l + b_l``, ReLU but last."""
+    """:class:`graphrec.models.GCN` by layers: conv ``l`` = ``model.layer(l, drop(H), None, block)``."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
-        self.num_convs = len(model.convs)
+        self.num_convs = model.num_layers
         self.hidden = model.convs[0].out_channels
-        self.p = model.dropout
 
     def first_input(self, x_rows, ids, drop):
-        return x_rows, None
+        return self.model.input_layer(x_rows), None
 
     def conv(self, layer, x_src, src, dst, weight, num_dst, carried_dst, src_ids, drop):
-        conv = self.model.convs[layer]
         x_src = drop(f"conv{layer}", x_src, src_ids)
-        if conv.in_channels > conv.out_channels:  # transform first: fewer columns to aggregate
-            out = aggregate(conv.lin(x_src), src, dst, weight, num_dst)
-        else:
-            out = conv.lin(aggregate(x_src, src, dst, weight, num_dst))
-        if conv.bias is not None:
-            out = out + conv.bias
-        return F.relu(out) if layer < self.num_convs - 1 else out
+        return self.model.layer(layer, x_src, None, EdgeBlock(src, dst, weight, num_dst))
 
     def output(self, h, ids, drop):
-        return h
+        return self.model.output_layer(h)
 
     def stage_modules(self, first, stop, is_first, is_last):
         return [self.model.convs[layer] for layer in range(first, stop)]
@@ -120,24 +108,20 @@ class StagedGCNII(StagedModel):
     def __init__(self, model):
         super().__init__()
         self.model = model
-        self.num_convs = len(model.convs)
+        self.num_convs = model.num_layers
         self.hidden = model.lin_in.out_features
         self.carry = self.hidden
-        self.alpha, self.theta = model.alpha, model.theta
 
     def first_input(self, x_rows, ids, drop):
-        h0 = F.relu(self.model.lin_in(drop("features", x_rows, ids)))
+        h0 = self.model.input_layer(drop("features", x_rows, ids))
         return h0, h0
 
     def conv(self, layer, x_src, src, dst, weight, num_dst, carried_dst, src_ids, drop):
-        conv = self.model.convs[layer]
         x_src = drop(f"conv{layer}", x_src, src_ids)
-        out = (1 - self.alpha) * aggregate(x_src, src, dst, weight, num_dst) + self.alpha * carried_dst
-        beta = self.model.beta(self.theta, layer + 1)
-        return F.relu(torch.addmm(out, out, conv.weight1, beta=1.0 - beta, alpha=beta))
+        return self.model.layer(layer, x_src, carried_dst, EdgeBlock(src, dst, weight, num_dst))
 
     def output(self, h, ids, drop):
-        return self.model.lin_out(drop("output", h, ids))
+        return self.model.output_layer(drop("output", h, ids))
 
     def stage_modules(self, first, stop, is_first, is_last):
         modules = [self.model.convs[layer] for layer in range(first, stop)]

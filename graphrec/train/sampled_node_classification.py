@@ -5,7 +5,7 @@ computes every node's field interactions and K propagations each step. Here an e
 minibatches of ``train.batch_size`` train nodes; each batch carries the sampled K-hop
 neighbourhood of its nodes (:class:`~graphrec.sampling.NeighborSampler`, one fan-out per hop),
 the model's initial representation is computed for the subgraph's nodes only and propagated
-over the subgraph (:mod:`graphrec.models.subgraph`, full-graph degrees). Evaluation is
+over the subgraph (:mod:`graphrec.nn.subgraph`, full-graph degrees). Evaluation is
 unchanged (full graph, eval mode).
 
 Supported models: decoupled ones, whose forward is ``A_hat^K`` applied to a per-node
@@ -26,7 +26,7 @@ from torch import nn
 
 from graphrec.config import TrainConfig
 from graphrec.models.interfaces import DecoupledNodeClassifier
-from graphrec.models.subgraph import SubgraphPropagation
+from graphrec.nn import SubgraphPropagation
 from graphrec.sampling.neighbor import CSRGraph, NeighborSampler
 from graphrec.train.node_classification import NodeClassificationTask
 

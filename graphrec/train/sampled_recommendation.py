@@ -2,17 +2,17 @@
 
 Each BPR batch comes with the sampled K-hop neighbourhood of its users and items
 (:class:`~graphrec.sampling.LinkNeighborSampler`, one fan-out per propagation layer) and the
-model propagates over that subgraph only (:mod:`graphrec.models.subgraph`), so a training
+model propagates over that subgraph only (:mod:`graphrec.nn.subgraph`), so a training
 step's memory and time follow the subgraph, not the graph: a recommender trains on graphs
 whose full propagation (with autograd) would not fit. Evaluation is unchanged: full-ranking
 on the exact full-graph embeddings (one propagation without autograd, O(nodes x dim) memory).
 
 Supported models: those with LightGCN's parameterisation
 (:class:`~graphrec.models.interfaces.SubgraphRecommender`: a stacked user-then-item layer-0
-table read by ``initial_representation(node_ids)``, ``num_layers``, ``reg_weight``). UltraGCN
-has no propagation (its graph enters through constraint weights on the batch's own rows), so its
-training is already per-batch and there is no neighbourhood to sample; asking for it is an error
-that says so.
+table read by ``initial_representation(node_ids)``, ``num_layers``, ``reg_weight``, and its
+``subgraph_loss``). UltraGCN has no propagation (its graph enters through constraint weights on
+the batch's own rows), so its training is already per-batch and there is no neighbourhood to
+sample; asking for it is an error that says so.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from torch import nn
 from graphrec.config import TrainConfig
 from graphrec.data.interactions import InteractionGraph
 from graphrec.models.interfaces import SubgraphRecommender
-from graphrec.models.subgraph import SubgraphPropagation, lightgcn_subgraph_loss
+from graphrec.nn import SubgraphPropagation
 from graphrec.sampling.link import LinkNeighborSampler
 from graphrec.train.recommendation import RecommendationTask
 
@@ -40,7 +40,7 @@ class SampledRecommendationTask(RecommendationTask):
     modes differ only in the propagation. ``train.fanouts`` gives one fan-out per layer (empty:
     every neighbour at every hop, which reproduces full-graph training exactly);
     ``train.subgraph_normalization`` the edge weights (default ``unbiased``, see
-    :mod:`graphrec.models.subgraph`); ``train.sampler_workers`` threads sample batches ahead.
+    :mod:`graphrec.nn.subgraph`); ``train.sampler_workers`` threads sample batches ahead.
     """
 
     def __init__(self, graph: InteractionGraph, config: TrainConfig):
@@ -84,7 +84,7 @@ class SampledRecommendationTask(RecommendationTask):
             yield batch.to(self.device)
 
     def training_loss(self, model, batch) -> torch.Tensor:
-        return lightgcn_subgraph_loss(model, batch, self.propagation)
+        return model.subgraph_loss(batch, self.propagation)
 
     def batch_samples(self, batch) -> int:
         return int(batch.src_index.shape[0])

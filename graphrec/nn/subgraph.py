@@ -34,9 +34,9 @@ where ``s_v`` is the number of neighbours sampled for ``v`` and ``d~ = d (+1 wit
   offered for comparison only. ``normalization="full"`` keeps full degrees without the
   ``d_v/s_v`` rescaling (sums over fewer neighbours: biased towards 0 when sampling).
 
-Everything here is plain differentiable torch (``index_add_``), so gradients reach the
-layer-0 inputs through the subgraph only: memory scales with the sampled subgraph, not
-with the graph.
+Each layer is an edge-list aggregation (:func:`graphrec.nn.aggregate`, differentiable), so
+gradients reach the layer-0 inputs through the subgraph only: memory scales with the sampled
+subgraph, not with the graph.
 """
 from __future__ import annotations
 
@@ -44,9 +44,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from graphrec.kernels.spmm import csr_spmm, csr_spmm_rows_transpose
+from graphrec.nn.aggregate import aggregate
 
 NORMALIZATIONS = ("unbiased", "full", "subgraph")
 
@@ -115,7 +114,7 @@ class SubgraphPropagation:
             keep = num_layers - k + 1                    # hops 0..K-k
             n_out = int(sum(nodes_per_hop[:keep]))
             n_edges = int(sum(edges_per_hop[:keep]))
-            y = _aggregate(out[-1], row[:n_edges], col[:n_edges], weight[:n_edges], n_out)
+            y = aggregate(out[-1], row[:n_edges], col[:n_edges], weight[:n_edges], n_out)
             h = out[-1]
             if self_weight is not None:
                 y = y + h[:n_out] * self_weight[:n_out, None]
@@ -135,68 +134,3 @@ class SubgraphPropagation:
         return self.layers(x, batch, num_layers)[-1][: int(batch.batch_size)]
 
 
-def _aggregate(h: torch.Tensor, row: torch.Tensor, col: torch.Tensor, weight: torch.Tensor, n_out: int):
-    """``y[v] = sum_{e: col[e] = v} weight[e] * h[row[e]]`` for ``v < n_out`` (differentiable in ``h``).
-
-    CPU float32 with targets sorted (the sampler's layout: edges grouped by target, hop by
-    hop): the edges already are a CSR by target, so graphrec's numba CSR kernels do it without
-    materialising the ``[E, d]`` messages (a Gowalla batch's forward + backward: 5-6x faster than
-    ``index_add_``, one thread). Otherwise
-    ``index_add_``.
-    """
-    if (h.device.type == "cpu" and h.dtype == torch.float32 and row.shape[0] > 0
-            and bool((col[1:] >= col[:-1]).all())):
-        return _CSRAggregate.apply(h, row, col, weight.detach(), n_out)
-    messages = h[row] * weight[:, None]
-    return torch.zeros((n_out, h.shape[1]), dtype=h.dtype, device=h.device).index_add_(0, col, messages)
-
-
-class _CSRAggregate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h, row, col, weight, n_out):
-        indptr = np.zeros(n_out + 1, dtype=np.int64)
-        np.cumsum(np.bincount(col.numpy(), minlength=n_out), out=indptr[1:])
-        indices = np.ascontiguousarray(row.numpy(), dtype=np.int64)
-        values = np.ascontiguousarray(weight.numpy(), dtype=np.float32)
-        ctx.csr, ctx.shape = (indptr, indices, values), h.shape
-        out = torch.empty((n_out, h.shape[1]), dtype=torch.float32)
-        csr_spmm(indptr, indices, values, h.detach().contiguous().numpy(), out.numpy())
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        indptr, indices, values = ctx.csr
-        out = torch.zeros(ctx.shape, dtype=torch.float32)
-        csr_spmm_rows_transpose(indptr, indices, values, np.arange(indptr.shape[0] - 1, dtype=np.int64),
-                                grad.detach().contiguous().numpy(), out.numpy())
-        return out, None, None, None, None
-
-
-def lightgcn_subgraph_embeddings(model, batch, propagation: SubgraphPropagation) -> torch.Tensor:
-    """LightGCN's final embeddings of the batch's seed nodes (users ``0..U-1``, items ``U..``).
-
-    Uses only the model's public layer-0 table ``model.embedding.weight`` and ``num_layers``.
-    """
-    x0 = model.embedding.weight[batch.n_id]
-    return propagation.layer_mean(x0, batch, model.num_layers)
-
-
-def lightgcn_subgraph_loss(model, batch, propagation: SubgraphPropagation) -> torch.Tensor:
-    """LightGCN's BPR loss + L2 (``reg_weight``) on a :class:`~graphrec.sampling.LinkNeighborSampler` batch.
-
-    The same loss as ``LightGCN.recommendation_loss`` on the batch's triples, with the
-    propagation restricted to the sampled subgraph (identical when the fan-outs take every
-    neighbour). The L2 term is over the triples' layer-0 rows, repeats included, as there.
-    """
-    x0 = model.embedding.weight[batch.n_id]
-    final = propagation.layer_mean(x0, batch, model.num_layers)
-    src, pos, neg = batch.src_index, batch.dst_pos_index, batch.dst_neg_index
-    if neg.dim() == 2:
-        if neg.shape[1] != 1:
-            raise ValueError("LightGCN's BPR loss takes one negative per positive")
-        neg = neg[:, 0]
-    user_e, pos_e, neg_e = final[src], final[pos], final[neg]
-    bpr = F.softplus((user_e * neg_e).sum(-1) - (user_e * pos_e).sum(-1)).mean()
-    rows = torch.cat([src, pos, neg])
-    reg = 0.5 * x0[rows].pow(2).sum() / src.shape[0]
-    return bpr + model.reg_weight * reg
