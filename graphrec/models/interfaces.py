@@ -82,7 +82,7 @@ class ItemImageSupport(Protocol):
 class DecoupledPropagation(Protocol):
     """A model whose output is parameter-free propagation of a per-node representation, so
     sampled mode (``train.mode=sampled``) computes that representation for a sampled subgraph's
-    nodes only and propagates it over the subgraph (:mod:`graphrec.models.subgraph`).
+    nodes only and propagates it over the subgraph (:mod:`graphrec.nn.subgraph`).
 
     Implemented by LightGCN (the layer-0 rows of the given node ids) and CatGCN (``H`` of the given
     field rows); refined by :class:`SubgraphRecommender` and :class:`DecoupledNodeClassifier`, which
@@ -164,7 +164,7 @@ class DecoupledNodeClassifier(DecoupledPropagation, Protocol):
     Implemented by CatGCN. Called by
     :class:`~graphrec.train.sampled_node_classification.SampledNodeClassificationTask`
     (``initial_representation`` on the batch's rows, then ``num_hops`` propagations of
-    :class:`~graphrec.models.subgraph.SubgraphPropagation`). GCN and DAGNN interleave weights and
+    :class:`~graphrec.nn.SubgraphPropagation`). GCN and DAGNN interleave weights and
     propagation (or weigh every hop) and do not satisfy it.
     """
 
