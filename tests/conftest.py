@@ -1,10 +1,13 @@
-"""Shared fixtures: where the real datasets live, and Gowalla loaded once per session."""
+"""Shared fixtures: where the real datasets live, Gowalla loaded once per session, and the test-only
+tiny encoders registered (``tests/tiny_encoders.py``)."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 import pytest
+
+import tiny_encoders  # noqa: F401  (registers vanillanet_tiny_test, unireplknet_tiny_test)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

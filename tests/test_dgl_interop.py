@@ -19,9 +19,9 @@ except Exception as error:  # not installed, or installed beside a torch it cann
 
 from torch_geometric.data import Data, HeteroData
 
+from graphrec.data.csr import CSRGraph, bipartite_adjacency
 from graphrec.data.dgl import blocks_to_batch, from_dgl, to_dgl
 from graphrec.sampling import LinkNeighborSampler, NeighborSampler
-from graphrec.sampling.neighbor import CSRGraph, bipartite_adjacency
 
 
 def random_graph(num_nodes=30, num_edges=120, seed=0):

@@ -13,12 +13,13 @@ import torch
 
 from graphrec import runs
 from graphrec.config import ConfigError, TrainConfig, build_run_config
+from graphrec.data.csr import CSRGraph
 from graphrec.data.categorical import categorical_graph
 from graphrec.data.interactions import InteractionGraph
 from graphrec.models import LightGCN, get_model_entry
 from graphrec.models.subgraph import SubgraphPropagation, lightgcn_subgraph_embeddings, lightgcn_subgraph_loss
 from graphrec.sampling import LinkNeighborSampler
-from graphrec.sampling.neighbor import CSRGraph, NeighborSampler
+from graphrec.sampling.neighbor import NeighborSampler
 from graphrec.train.node_classification import NodeClassificationTask
 from graphrec.train.sampled_node_classification import SampledNodeClassificationTask
 from graphrec.train.sampled_recommendation import SampledRecommendationTask

@@ -1,10 +1,9 @@
 """Minibatch samplers: what each training step sees."""
+from graphrec.data.csr import CSRGraph, bipartite_adjacency  # re-exported: their home before graphrec.data
 from graphrec.sampling.bpr import BPRBatch, BPRSampler
+from graphrec.sampling.feature_store import FeatureStore, Prefetcher
+from graphrec.sampling.link import LinkNeighborSampler
+from graphrec.sampling.neighbor import NeighborSampler
 
-__all__ = ["BPRBatch", "BPRSampler"]
-from graphrec.sampling.feature_store import FeatureStore, Prefetcher  # noqa: E402
-from graphrec.sampling.link import LinkNeighborSampler  # noqa: E402
-from graphrec.sampling.neighbor import CSRGraph, NeighborSampler, bipartite_adjacency  # noqa: E402
-
-__all__ += ["CSRGraph", "FeatureStore", "LinkNeighborSampler", "NeighborSampler", "Prefetcher",
-            "bipartite_adjacency"]
+__all__ = ["BPRBatch", "BPRSampler", "CSRGraph", "FeatureStore", "LinkNeighborSampler", "NeighborSampler",
+           "Prefetcher", "bipartite_adjacency"]

@@ -14,8 +14,9 @@ from typing import Iterator
 import scipy.sparse as sp
 import torch
 
+from graphrec.data.csr import bipartite_adjacency
 from graphrec.sampling.bpr import BPRSampler
-from graphrec.sampling.neighbor import NeighborSampler, batch_seed, bipartite_adjacency, map_in_order
+from graphrec.sampling.neighbor import NeighborSampler, batch_seed, map_in_order
 
 USER_TO_ITEM = ("user", "rates", "item")
 ITEM_TO_USER = ("item", "rated_by", "user")

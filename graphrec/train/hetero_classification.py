@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphrec.config import TrainConfig
+from graphrec.data.splits import planetoid_random_split, stratified_split
 from graphrec.metrics.classification import classification_metrics
 from graphrec.sampling.neighbor import NeighborSampler, batch_seed
-from graphrec.train.node_classification import planetoid_random_split, stratified_split
 from graphrec.train.task import Task
 
 PROTOCOL = ("evaluate the valid split every eval_every epochs, keep the epoch with the best monitor "

@@ -24,8 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphrec.config import TrainConfig
+from graphrec.data.csr import CSRGraph
 from graphrec.models.subgraph import SubgraphPropagation
-from graphrec.sampling.neighbor import CSRGraph, NeighborSampler
+from graphrec.sampling.neighbor import NeighborSampler
 from graphrec.train.node_classification import NodeClassificationTask
 
 
