@@ -57,7 +57,7 @@ def test_recommender_loads_a_cli_run_checkpoint(trained_run, data_root, capsys):
     assert main(["recommend", "--checkpoint", str(trained_run / "best.pt"), "--data-dir", str(data_root),
                  "--user", "0", "-k", "5"]) == 0
     line = json.loads(capsys.readouterr().out)
-    assert [str(i) for i in rec.recommend(0, k=5)["item"]] == line["items"]
+    assert rec.recommend(0, k=5)["item"].tolist() == line["items"]
 
 
 def test_listing_commands(data_root, capsys):

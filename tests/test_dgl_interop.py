@@ -83,7 +83,7 @@ def test_heterogeneous_batch_round_trip():
     train = sp.random(12, 15, density=0.3, random_state=0, format="csr")
     train.data[:] = 1
     sampler = LinkNeighborSampler(train, [3, 2], batch_size=4, seed=1, heterogeneous=True)
-    batch = next(iter(sampler.batches(epoch=0)))
+    batch = next(iter(sampler.loader(epoch=0)))
     g = to_dgl(batch)
     assert set(g.canonical_etypes) == {("user", "rates", "item"), ("item", "rated_by", "user")}
     for t in ("user", "item"):
