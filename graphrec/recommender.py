@@ -3,6 +3,10 @@
 >>> rec = Recommender("lightgcn", epochs=50).fit(df, user="user_id", item="song_id")
 >>> rec.recommend(["alice", "bob"], k=10)          # DataFrame: user, rank, item, score
 >>> rec.save("model.pt"); rec = Recommender.load("model.pt")
+>>> Recommender.load("runs/<run>/best.pt")              # a `graphrec fit` run of a recommender
+
+``save`` writes the run checkpoint format (``graphrec.train.checkpoint``), so ``graphrec eval
+--checkpoint model.pt`` and ``graphrec recommend`` read it too.
 """
 from __future__ import annotations
 
