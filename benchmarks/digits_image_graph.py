@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from graphrec.data.splits import planetoid_random_split
 from graphrec.encoders import ImageNodeEncoder, NodeImages, create_encoder
 from graphrec.encoders.graph import ImageFeatureModel
 from graphrec.models import DAGNN
-from graphrec.train.node_classification import planetoid_random_split
 
 
 def knn_edge_index(x: np.ndarray, k: int) -> torch.Tensor:
@@ -103,7 +103,7 @@ def parse_seeds(text: str) -> list[int]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0-9")
-    parser.add_argument("--encoder", default="vanillanet_tiny_test")
+    parser.add_argument("--encoder", default="simplenet_cifar_310k")
     parser.add_argument("--scale", type=float, default=0.5, help="SimpleNet width multiplier")
     parser.add_argument("--image-size", type=int, default=16)
     parser.add_argument("--knn", type=int, default=10)

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from report import write_result
 from sampling_throughput import power_law_graph, pyg_backend
 
+from graphrec.data.csr import CSRGraph
 from graphrec.sampling import FeatureStore, NeighborSampler, Prefetcher
-from graphrec.sampling.neighbor import CSRGraph
 
 
 def make_model(dim, classes, layers, seed):

@@ -35,7 +35,8 @@ import torch
 
 from report import load_gowalla, write_result
 
-from graphrec.sampling.neighbor import CSRGraph, NeighborSampler, bipartite_adjacency
+from graphrec.data.csr import CSRGraph, bipartite_adjacency
+from graphrec.sampling.neighbor import NeighborSampler
 
 
 def pyg_backend() -> str | None:

@@ -3,6 +3,10 @@
 >>> rec = Recommender("lightgcn", epochs=50).fit(df, user="user_id", item="song_id")
 >>> rec.recommend(["alice", "bob"], k=10)          # DataFrame: user, rank, item, score
 >>> rec.save("model.pt"); rec = Recommender.load("model.pt")
+>>> Recommender.load("runs/<run>/best.pt")              # a `graphrec fit` run of a recommender
+
+``save`` writes the run checkpoint format (``graphrec.train.checkpoint``), so ``graphrec eval
+--checkpoint model.pt`` and ``graphrec recommend`` read it too.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from graphrec.config import TrainConfig, _coerce
+from graphrec.config import RunConfig, TrainConfig, _coerce
 from graphrec.data.idmap import IdMap
 from graphrec.data.interactions import InteractionGraph
 from graphrec.metrics.ranking import top_k_items
@@ -52,6 +56,7 @@ class Recommender:
         self.user_map: IdMap | None = None
         self.item_map: IdMap | None = None
         self.seen: sp.csr_matrix | None = None
+        self.graph: InteractionGraph | None = None
         self.history: list[dict] = []
         self._embeddings = None
 
@@ -73,10 +78,7 @@ class Recommender:
         summary = trainer.fit()
         self.history = trainer.history
         self.summary = summary
-        self.user_map, self.item_map = graph.user_map, graph.item_map
-        self.seen = graph.known_interactions("train", "valid")
-        self._train = graph.train
-        self._embeddings = None
+        self._use_graph(graph)
         return self
 
     # ----------------------------------------------------------------- inference
@@ -99,33 +101,44 @@ class Recommender:
 
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
+        """Write a run checkpoint (``run_config``, ``model_state``) that also carries the fitted
+        interactions and ids: ``Recommender.load`` and ``graphrec eval``/``recommend`` read it."""
         self._check_fitted()
+        config = RunConfig(model=self.model_name, data=self.graph.name, model_config=self.model_config,
+                           train=self.train_config)
+        summary = getattr(self, "summary", None) or {}
         return save_checkpoint({
-            "kind": "recommender", "model": self.model_name,
-            "model_config": dataclasses.asdict(self.model_config),
-            "train_config": {k: (list(v) if isinstance(v, tuple) else v)
-                             for k, v in dataclasses.asdict(self.train_config).items()},
-            "model_state": self.model.state_dict(),
-            "user_ids": self.user_map.ids.tolist(), "item_ids": self.item_map.ids.tolist(),
-            "train": _csr_to_tensors(self._train), "seen": _csr_to_tensors(self.seen),
+            "run_config": config.to_dict(), "model_state": self.model.state_dict(),
+            "epoch": summary.get("best_epoch"),
+            "metrics": summary.get("results", {}).get("valid", {}),
+            "interactions": self.graph.state_dict(),
         }, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recommender":
+    def load(cls, path: str | Path, data_dir: str | None = None) -> "Recommender":
+        """A fitted Recommender from ``Recommender.save``'s file or a recommendation run's ``best.pt``
+        (``last.pt``); a run's dataset is read again (from ``data_dir`` when given)."""
+        from graphrec import runs
+
         state = load_checkpoint(path)
-        if state.get("kind") != "recommender":
-            raise ValueError(f"{path} is a training checkpoint, not a saved Recommender; "
-                             "use `graphrec eval`/`graphrec recommend` for run checkpoints")
-        rec = cls(state["model"], train=state["train_config"], **state["model_config"])
-        rec.user_map, rec.item_map = IdMap(state["user_ids"]), IdMap(state["item_ids"])
-        shape = (len(rec.user_map), len(rec.item_map))
-        rec._train = _csr_from_tensors(state["train"], shape)
-        rec.seen = _csr_from_tensors(state["seen"], shape)
-        rec.model = rec.entry.build(rec.model_config, num_users=shape[0], num_items=shape[1])
-        rec.model.prepare(rec._train)
-        rec.model.load_state_dict(state["model_state"])
-        rec.model.eval()
+        config = state.get("run_config") or {}
+        if "model" not in config:
+            raise ValueError(f"{path} names no model: not a run or Recommender checkpoint")
+        rec = cls(config["model"])   # refuses models of other tasks
+        model, task, run_config = runs.load_trained(state, data_dir)
+        rec.train_config, rec.model_config = run_config.train, run_config.model_config
+        rec.model = model
+        rec._use_graph(task.graph)
         return rec
+
+    def _use_graph(self, graph: InteractionGraph) -> None:
+        """Recommend over ``graph``: its id maps (indices when it has none) and its seen items."""
+        self.graph = graph
+        self.user_map = IdMap(np.arange(graph.num_users)) if graph.user_map is None else graph.user_map
+        self.item_map = IdMap(np.arange(graph.num_items)) if graph.item_map is None else graph.item_map
+        self.seen = graph.known_interactions("train", "valid")
+        self._train = graph.train
+        self._embeddings = None
 
     def _check_fitted(self):
         if self.model is None:
@@ -144,13 +157,3 @@ def _build_dataclass(cls, values: dict[str, Any], section: str):
 
     hints = typing.get_type_hints(cls)
     return cls(**{k: _coerce(v, hints.get(k, Any), f"{section}.{k}") for k, v in values.items()})
-
-
-def _csr_to_tensors(matrix: sp.csr_matrix) -> dict[str, torch.Tensor]:
-    return {"indptr": torch.from_numpy(matrix.indptr.astype(np.int64)),
-            "indices": torch.from_numpy(matrix.indices.astype(np.int64))}
-
-
-def _csr_from_tensors(parts: dict[str, torch.Tensor], shape) -> sp.csr_matrix:
-    indices = parts["indices"].numpy()
-    return sp.csr_matrix((np.ones(indices.shape[0], np.float32), indices, parts["indptr"].numpy()), shape=shape)

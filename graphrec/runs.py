@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from graphrec.config import RunConfig, run_config_from_dict
+from graphrec.data.interactions import InteractionGraph
 from graphrec.loaders import get_dataset_spec, load_dataset
 from graphrec.models import get_model_entry
 from graphrec.train import RecommendationTask, Trainer, load_checkpoint
@@ -72,9 +73,13 @@ def fit(config: RunConfig, run_dir: str | Path | None = None, resume: bool = Fal
     return trainer, summary
 
 
-def load_trained(checkpoint: str | Path, data_dir: str | None = None, data=None):
-    """Rebuild (model, task, run config) from a ``best.pt``/``last.pt`` checkpoint."""
-    state = load_checkpoint(checkpoint)
+def load_trained(checkpoint: str | Path | dict, data_dir: str | None = None, data=None):
+    """Rebuild (model, task, run config) from a checkpoint (a path or its loaded dict): a run's
+    ``best.pt``/``last.pt`` (its dataset is read again) or a ``Recommender.save`` file (it carries
+    its interactions)."""
+    state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    if data is None and state.get("interactions") is not None:
+        data = InteractionGraph.from_state_dict(state["interactions"])
     raw = dict(state["run_config"])
     if data_dir is not None:
         raw["data_dir"] = data_dir

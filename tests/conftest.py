@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real datasets live, and Gowalla loaded once per session.
+"""Shared fixtures: where the real datasets live, Gowalla loaded once per session, and the test-only
+tiny encoders registered (``tests/tiny_encoders.py``).
 
 Tests that read the real data carry the ``data`` marker (added automatically to every test that
 uses the ``data_root`` or ``gowalla`` fixture). Without the data folder they are skipped with the
@@ -11,6 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+import tiny_encoders  # noqa: F401  (registers vanillanet_tiny_test, unireplknet_tiny_test)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_FIXTURES = {"data_root", "gowalla"}

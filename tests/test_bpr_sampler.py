@@ -16,7 +16,7 @@ def _train(seed=0, n_users=60, n_items=80, density=0.1):
 
 
 def _epoch(sampler, epoch):
-    batches = list(sampler.batches(epoch))
+    batches = list(sampler.loader(epoch))
     return (torch.cat([b.users for b in batches]).numpy(), torch.cat([b.pos_items for b in batches]).numpy(),
             torch.cat([b.neg_items for b in batches]).numpy(), batches)
 
@@ -81,14 +81,14 @@ def test_uniform_sampling_draws_users_uniformly_not_by_degree():
 @pytest.mark.parametrize("user_sampling", ["uniform", "interaction"])
 def test_resume_from_batch_equals_tail(user_sampling):
     sampler = BPRSampler(_train(), batch_size=37, num_negatives=2, user_sampling=user_sampling, seed=9)
-    full = list(sampler.batches(3))
+    full = list(sampler.loader(3))
     for start in (0, 1, 5, len(full) - 1):
-        tail = list(sampler.batches(3, start=start))
+        tail = list(sampler.loader(3, start=start))
         assert len(tail) == len(full) - start
         for a, b in zip(tail, full[start:]):
             assert torch.equal(a.users, b.users) and torch.equal(a.pos_items, b.pos_items)
             assert torch.equal(a.neg_items, b.neg_items)
-    assert list(sampler.batches(3, start=len(full))) == []
+    assert list(sampler.loader(3, start=len(full))) == []
 
 
 @pytest.mark.parametrize("user_sampling", ["uniform", "interaction"])
@@ -129,6 +129,6 @@ def test_argument_errors():
 
 
 def test_batch_to_device():
-    batch = next(BPRSampler(_train(), batch_size=8).batches(0))
+    batch = next(BPRSampler(_train(), batch_size=8).loader(0))
     moved = batch.to("cpu")
     assert torch.equal(moved.users, batch.users) and moved.neg_items.shape == (8, 1)

@@ -9,9 +9,10 @@ from torch import nn
 
 from graphrec.config import TrainConfig, build_run_config
 from graphrec.data.categorical import categorical_graph
+from graphrec.data.splits import stratified_split
 from graphrec.models import CatGCN, create_model, get_model_entry
 from graphrec.models.catgcn import FieldGraphConvolution, bi_interaction, field_graph_adjacency
-from graphrec.train.node_classification import NodeClassificationTask, class_balance_weights, stratified_split
+from graphrec.train.node_classification import NodeClassificationTask, class_balance_weights
 
 
 @pytest.fixture(autouse=True)

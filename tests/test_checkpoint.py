@@ -130,3 +130,25 @@ def test_newer_format_version_is_refused(tmp_path):
     torch.save({"format": "graphrec-checkpoint", "version": 99}, tmp_path / "new.pt")
     with pytest.raises(CheckpointError, match="newer"):
         load_checkpoint(tmp_path / "new.pt")
+
+
+def test_former_recommender_layout_loads_as_a_run_checkpoint(tmp_path):
+    def csr(rows):   # rows: one sorted item list per user
+        indptr = torch.tensor([0] + [len(r) for r in rows]).cumsum(0)
+        return {"indptr": indptr, "indices": torch.tensor([i for r in rows for i in r], dtype=torch.long)}
+
+    train, seen = [[0, 2], [1], [3]], [[0, 1, 2], [1], [0, 3, 4]]
+    path = save_checkpoint({"kind": "recommender", "model": "lightgcn", "model_config": {"embedding_dim": 4},
+                            "train_config": {"lr": 0.01}, "model_state": {"w": torch.ones(2)},
+                            "user_ids": ["a", "b", "c"], "item_ids": [10, 11, 12, 13, 14],
+                            "train": csr(train), "seen": csr(seen)}, tmp_path / "old.pt")
+    state = load_checkpoint(path)
+    assert "kind" not in state and state["run_config"]["model"] == "lightgcn"
+    assert state["run_config"]["model_config"] == {"embedding_dim": 4} and state["run_config"]["train"]["lr"] == 0.01
+    assert torch.equal(state["model_state"]["w"], torch.ones(2))
+    interactions = state["interactions"]
+    assert interactions["user_ids"] == ["a", "b", "c"] and interactions["item_ids"] == [10, 11, 12, 13, 14]
+    assert torch.equal(interactions["train"]["indices"], csr(train)["indices"])
+    valid = csr([[1], [], [0, 4]])   # seen minus train, per user
+    assert torch.equal(interactions["valid"]["indptr"], valid["indptr"])
+    assert torch.equal(interactions["valid"]["indices"], valid["indices"])

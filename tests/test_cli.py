@@ -49,6 +49,17 @@ def test_eval_and_recommend_from_checkpoint(trained_run, data_root, capsys):
                  "--user", "99999999"]) == 2
 
 
+def test_recommender_loads_a_cli_run_checkpoint(trained_run, data_root, capsys):
+    from graphrec import Recommender
+
+    rec = Recommender.load(trained_run / "best.pt", data_dir=str(data_root))
+    capsys.readouterr()
+    assert main(["recommend", "--checkpoint", str(trained_run / "best.pt"), "--data-dir", str(data_root),
+                 "--user", "0", "-k", "5"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert rec.recommend(0, k=5)["item"].tolist() == line["items"]
+
+
 def test_listing_commands(data_root, capsys):
     assert main(["datasets", "--data-dir", str(data_root)]) == 0
     out = capsys.readouterr().out

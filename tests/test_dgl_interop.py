@@ -19,9 +19,9 @@ except Exception as error:  # not installed, or installed beside a torch it cann
 
 from torch_geometric.data import Data, HeteroData
 
+from graphrec.data.csr import CSRGraph, bipartite_adjacency
 from graphrec.data.dgl import blocks_to_batch, from_dgl, to_dgl
 from graphrec.sampling import LinkNeighborSampler, NeighborSampler
-from graphrec.sampling.neighbor import CSRGraph, bipartite_adjacency
 
 
 def random_graph(num_nodes=30, num_edges=120, seed=0):
@@ -83,7 +83,7 @@ def test_heterogeneous_batch_round_trip():
     train = sp.random(12, 15, density=0.3, random_state=0, format="csr")
     train.data[:] = 1
     sampler = LinkNeighborSampler(train, [3, 2], batch_size=4, seed=1, heterogeneous=True)
-    batch = next(iter(sampler.batches(epoch=0)))
+    batch = next(iter(sampler.loader(epoch=0)))
     g = to_dgl(batch)
     assert set(g.canonical_etypes) == {("user", "rates", "item"), ("item", "rated_by", "user")}
     for t in ("user", "item"):

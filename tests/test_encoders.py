@@ -1,12 +1,13 @@
 """Encoders: registry/factory, native backbones and their re-parameterisations, timm backend."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from graphrec.encoders import available_encoders, create_encoder, native_encoders, timm_available
+from graphrec.encoders import available_encoders, create_encoder, get_encoder_entry, native_encoders, timm_available
 from graphrec.encoders.unireplknet import DilatedReparamBlock, UniRepLKNet, UniRepLKNetBlock, dilated_to_dense_kernel
 from graphrec.encoders.vanillanet import VanillaNet, lambda_schedule
 
@@ -33,6 +34,13 @@ def test_registry_lists_native_encoders_and_rejects_unknown_names():
     with pytest.raises((KeyError, ImportError)) as error:
         create_encoder("vanillanet_55x")
     assert "vanillanet" in str(error.value)
+
+
+def test_shipped_registry_holds_no_test_only_backbones():
+    shipped = [n for n in native_encoders() if get_encoder_entry(n).builder.__module__.startswith("graphrec.")]
+    assert "vanillanet_5" in shipped
+    assert not [n for n in shipped if "test" in n]
+    assert get_encoder_entry("vanillanet_tiny_test").builder.__module__ == "tiny_encoders"
 
 
 @pytest.mark.parametrize("name", ["unireplknet_tiny_test", "vanillanet_tiny_test", "simplenet_cifar_310k"])
@@ -160,7 +168,9 @@ NO_VISION_PRELUDE = """
 import sys
 sys.modules['timm'] = None          # `import timm` raises ImportError, as without the extra
 sys.modules['torchvision'] = None
-"""
+sys.path.insert(0, %r)
+import tiny_encoders                # the test-only backbones, as tests/conftest.py registers them
+""" % str(Path(__file__).resolve().parent)
 
 NO_VISION_CHECK = """
 import torch

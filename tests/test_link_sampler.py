@@ -31,8 +31,8 @@ def _edges_are_interactions(train, n_id, edge_index, num_users):
 def test_homogeneous_batches_index_their_triples(num_negatives):
     train = _train()
     sampler = LinkNeighborSampler(train, [3, 2], batch_size=16, num_negatives=num_negatives, seed=2)
-    triples = list(BPRSampler(train, batch_size=16, num_negatives=num_negatives, seed=2).batches(0))
-    batches = list(sampler.batches(0))
+    triples = list(BPRSampler(train, batch_size=16, num_negatives=num_negatives, seed=2).loader(0))
+    batches = list(sampler.loader(0))
     assert len(batches) == len(sampler) == len(triples)
     num_users = train.shape[0]
     for data, triple in zip(batches, triples):
@@ -48,18 +48,18 @@ def test_homogeneous_batches_index_their_triples(num_negatives):
         assert set(n_id[:data.batch_size].tolist()) == set(seeds.tolist())
         assert _edges_are_interactions(train, n_id.numpy(), data.edge_index.numpy(), num_users)
     # reproducible, threads or not
-    again = list(sampler.batches(0, num_workers=2))
+    again = list(sampler.loader(0, num_workers=2))
     assert all(torch.equal(a.edge_index, b.edge_index) and torch.equal(a.n_id, b.n_id)
                for a, b in zip(batches, again))
-    resumed = list(sampler.batches(0, start=2))
+    resumed = list(sampler.loader(0, start=2))
     assert torch.equal(resumed[0].edge_index, batches[2].edge_index)
 
 
 def test_heterogeneous_batches_put_indices_on_their_node_types():
     train = _train(seed=1)
     sampler = LinkNeighborSampler(train, [4, 3], batch_size=20, num_negatives=2, seed=0, heterogeneous=True)
-    triple = next(iter(BPRSampler(train, batch_size=20, num_negatives=2, seed=0).batches(1)))
-    data = next(iter(sampler.batches(1)))
+    triple = next(iter(BPRSampler(train, batch_size=20, num_negatives=2, seed=0).loader(1)))
+    data = next(iter(sampler.loader(1)))
     assert isinstance(data, HeteroData)
     users, items = data["user"].n_id, data["item"].n_id
     assert torch.equal(users[data["user"].src_index], triple.users)
@@ -82,7 +82,7 @@ def test_a_pyg_bpr_step_runs_on_a_batch():
     conv1, conv2 = SAGEConv(16, 16), SAGEConv(16, 16)
     params = list(embedding.parameters()) + list(conv1.parameters()) + list(conv2.parameters())
     optimizer = torch.optim.Adam(params, lr=0.01)
-    data = next(iter(sampler.batches(0)))
+    data = next(iter(sampler.loader(0)))
     x = embedding(data.n_id)
     out = conv2(conv1(x, data.edge_index).relu(), data.edge_index)
     pos = (out[data.src_index] * out[data.dst_pos_index]).sum(-1)

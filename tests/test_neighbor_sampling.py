@@ -13,8 +13,9 @@ import torch
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.nn import HeteroConv, SAGEConv
 
+from graphrec.data.csr import CSRGraph, bipartite_adjacency
 from graphrec.kernels.neighbor_sampling import relabel, reset_node_map, sample_hop, sample_hop_serial
-from graphrec.sampling.neighbor import CSRGraph, NeighborSampler, bipartite_adjacency
+from graphrec.sampling.neighbor import NeighborSampler
 
 # ------------------------------------------------------------------ reference draws
 _M = (1 << 64) - 1

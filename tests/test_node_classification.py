@@ -12,9 +12,10 @@ from torch_geometric.data import Data
 from graphrec import runs
 from graphrec.cli import main
 from graphrec.config import TrainConfig, build_run_config
+from graphrec.data.splits import planetoid_random_split
 from graphrec.loaders import load_dataset
 from graphrec.train import Trainer
-from graphrec.train.node_classification import NodeClassificationTask, planetoid_random_split
+from graphrec.train.node_classification import NodeClassificationTask
 from graphrec.train.task import Task
 
 DATA = Path(os.environ.get("GRAPHREC_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -1,10 +1,15 @@
 """The DataFrame-in, ids-out recommender API."""
+import dataclasses
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from graphrec import Recommender
-from graphrec.train import CheckpointError
+from graphrec.cli import main
+from graphrec.train import CheckpointError, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +51,54 @@ def test_save_and_load_give_identical_recommendations(fitted, tmp_path):
     pd.testing.assert_frame_equal(loaded.recommend(["a1", "b2"], k=4), fitted.recommend(["a1", "b2"], k=4))
 
 
+def test_saved_file_is_a_run_checkpoint(fitted, tmp_path):
+    path = fitted.save(tmp_path / "rec.pt")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert "kind" not in state and state["format"] == "graphrec-checkpoint"
+    assert state["run_config"]["model"] == "lightgcn"
+    assert state["run_config"]["model_config"]["embedding_dim"] == 16
+    assert state["run_config"]["train"]["lr"] == 0.02
+    assert set(fitted.model.state_dict()) == set(state["model_state"])
+    assert state["interactions"]["user_ids"][:2] == ["a0", "a1"]
+    assert state["epoch"] == fitted.summary["best_epoch"]
+
+
+def test_cli_eval_and_recommend_read_a_saved_recommender(fitted, tmp_path, capsys):
+    path = fitted.save(tmp_path / "rec.pt")
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(path), "--split", "valid"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["recall@20"] == pytest.approx(fitted.summary["results"]["valid"]["recall@20"])
+    assert main(["recommend", "--checkpoint", str(path), "--user", "a1", "-k", "4"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["items"] == fitted.recommend("a1", k=4)["item"].tolist()
+
+
+def test_file_of_the_former_recommender_layout_still_loads(fitted, tmp_path):
+    def csr(matrix):
+        return {"indptr": torch.from_numpy(matrix.indptr.astype(np.int64)),
+                "indices": torch.from_numpy(matrix.indices.astype(np.int64))}
+
+    path = save_checkpoint({
+        "kind": "recommender", "model": "lightgcn", "model_config": dataclasses.asdict(fitted.model_config),
+        "train_config": {k: (list(v) if isinstance(v, tuple) else v)
+                         for k, v in dataclasses.asdict(fitted.train_config).items()},
+        "model_state": fitted.model.state_dict(),
+        "user_ids": fitted.user_map.ids.tolist(), "item_ids": fitted.item_map.ids.tolist(),
+        "train": csr(fitted.graph.train), "seen": csr(fitted.seen)}, tmp_path / "old.pt")
+    loaded = Recommender.load(path)
+    assert (loaded.graph.valid != fitted.graph.valid).nnz == 0 and (loaded.graph.train != fitted.graph.train).nnz == 0
+    pd.testing.assert_frame_equal(loaded.recommend(["a1", "b2"], k=4), fitted.recommend(["a1", "b2"], k=4))
+
+
 def test_integer_ids_round_trip(tmp_path):
     frame = pd.DataFrame({"user": np.repeat([100, 205, 317], 6), "item": np.tile([7, 9, 11, 13, 15, 17], 3)})
     frame = frame.iloc[[i for i in range(18) if i not in (5, 10, 12)]]
     rec = Recommender("lightgcn", epochs=2, train={"batch_size": 8}, embedding_dim=4).fit(frame)
     out = rec.recommend(100, k=3)
     assert set(out["item"]) <= {17} and out["item"].dtype.kind == "i"  # only the unseen item remains
+    loaded = Recommender.load(rec.save(tmp_path / "rec.pt"))
+    pd.testing.assert_frame_equal(loaded.recommend(100, k=3), out)
 
 
 def test_errors_name_the_fix(interactions, tmp_path):

@@ -14,11 +14,12 @@ import torch
 from graphrec import runs
 from graphrec.config import ConfigError, TrainConfig, build_run_config
 from graphrec.data.categorical import categorical_graph
+from graphrec.data.csr import CSRGraph
 from graphrec.data.interactions import InteractionGraph
 from graphrec.models import LightGCN, get_model_entry
 from graphrec.nn import SubgraphPropagation
 from graphrec.sampling import LinkNeighborSampler
-from graphrec.sampling.neighbor import CSRGraph, NeighborSampler
+from graphrec.sampling.neighbor import NeighborSampler
 from graphrec.train.node_classification import NodeClassificationTask
 from graphrec.train.sampled_node_classification import SampledNodeClassificationTask
 from graphrec.train.sampled_recommendation import SampledRecommendationTask
@@ -34,7 +35,7 @@ def random_interactions(num_users=14, num_items=17, density=0.25, seed=0):
 
 def link_batch(train, fanouts, seed=0, batch_size=8):
     sampler = LinkNeighborSampler(train, fanouts, batch_size=batch_size, seed=seed)
-    return sampler, next(iter(sampler.batches(epoch=0)))
+    return sampler, next(iter(sampler.loader(epoch=0)))
 
 
 def propagation_for(sampler, normalization="unbiased"):
@@ -62,7 +63,7 @@ def test_lightgcn_all_neighbours_equals_full_graph(num_layers, normalization):
     loss = model.subgraph_loss(batch, propagation)
     loss.backward()
     grad_sub = model.embedding.weight.grad.clone()
-    triples = next(iter(sampler.triples.batches(epoch=0)))
+    triples = next(iter(sampler.triples.loader(epoch=0)))
     model.zero_grad()
     reference = model.recommendation_loss(triples.users, triples.pos_items, triples.neg_items)
     reference.backward()
@@ -132,7 +133,7 @@ def test_unbiased_weights_estimate_the_full_operator():
     totals = {name: torch.zeros_like(exact) for name in estimators}
     draws = 400
     for number in range(draws):
-        batch = sampler.sample(np.arange(csr.num_targets), batch_seed_value=number)
+        batch = sampler.sample(np.arange(csr.num_targets), batch_seed=number)
         for name, propagation in estimators.items():
             totals[name] += propagation.layers(x[batch.n_id], batch, 1)[1][batch.input_index]
     error = {name: float((total / draws - exact).norm() / exact.norm()) for name, total in totals.items()}
@@ -149,13 +150,13 @@ def test_sampled_batches_and_losses_are_deterministic():
         model = LightGCN(*train.shape, embedding_dim=8, num_layers=2)
         sampler = LinkNeighborSampler(train, [3, 2], batch_size=16, seed=7)
         propagation = propagation_for(sampler)
-        losses.append([float(model.subgraph_loss(b, propagation).detach()) for b in sampler.batches(epoch=1)])
+        losses.append([float(model.subgraph_loss(b, propagation).detach()) for b in sampler.loader(epoch=1)])
     assert losses[0] == losses[1]
     # A different seed draws other neighbourhoods.
     sampler = LinkNeighborSampler(train, [3, 2], batch_size=16, seed=8)
     torch.manual_seed(0)
     model = LightGCN(*train.shape, embedding_dim=8, num_layers=2)
-    other = [float(model.subgraph_loss(b, propagation_for(sampler)).detach()) for b in sampler.batches(epoch=1)]
+    other = [float(model.subgraph_loss(b, propagation_for(sampler)).detach()) for b in sampler.loader(epoch=1)]
     assert other != losses[0]
 
 

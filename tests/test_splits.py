@@ -96,3 +96,21 @@ def test_time_split_ignores_seed_for_distinct_times():
 def test_invalid_fractions_error(fractions):
     with pytest.raises(ValueError, match="fractions"):
         per_user_split(np.array([0, 0, 1]), fractions)
+
+
+def test_node_splits_live_in_graphrec_data_and_keep_their_old_import_path():
+    from graphrec.data import planetoid_random_split, stratified_split
+    from graphrec.train import node_classification
+
+    assert node_classification.planetoid_random_split is planetoid_random_split
+    assert node_classification.stratified_split is stratified_split
+    assert planetoid_random_split.__module__ == stratified_split.__module__ == "graphrec.data.splits"
+
+
+def test_csr_graph_lives_in_graphrec_data():
+    import graphrec.data.dgl as dgl_interop
+    import graphrec.sampling
+    from graphrec.data import CSRGraph, bipartite_adjacency
+
+    assert CSRGraph.__module__ == "graphrec.data.csr" and dgl_interop.CSRGraph is CSRGraph
+    assert graphrec.sampling.CSRGraph is CSRGraph and graphrec.sampling.bipartite_adjacency is bipartite_adjacency

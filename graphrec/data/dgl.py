@@ -26,7 +26,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from graphrec.sampling.neighbor import CSRGraph
+from graphrec.data.csr import CSRGraph
 
 _NID, _EID = "_ID", "_ID"   # dgl.NID / dgl.EID (checked against dgl at call time)
 

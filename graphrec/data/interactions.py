@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
 
 from graphrec.data.idmap import IdMap
 from graphrec.data.splits import per_user_split
@@ -115,6 +116,25 @@ class InteractionGraph:
             user_map, item_map, name,
         )
 
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """Splits as CSR index tensors and id maps as plain lists: what a checkpoint carries to
+        rebuild this graph without the source data (``torch.load(..., weights_only=True)`` reads it)."""
+        def ids(id_map):
+            return None if id_map is None else id_map.ids.tolist()
+
+        return {"name": self.name, "num_users": self.num_users, "num_items": self.num_items,
+                **{split: _csr_to_tensors(getattr(self, split)) for split in ("train", "valid", "test")},
+                "user_ids": ids(self.user_map), "item_ids": ids(self.item_map)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "InteractionGraph":
+        shape = (int(state["num_users"]), int(state["num_items"]))
+        return cls(*shape, *(_csr_from_tensors(state.get(split), shape) for split in ("train", "valid", "test")),
+                   user_map=None if state.get("user_ids") is None else IdMap(state["user_ids"]),
+                   item_map=None if state.get("item_ids") is None else IdMap(state["item_ids"]),
+                   name=state.get("name", "interactions"))
+
     # ----------------------------------------------------------------- derived graphs
     def with_validation(self, fraction: float = 0.1, seed: int = 0) -> "InteractionGraph":
         """Carve a seeded per-user validation split out of train (for model selection)."""
@@ -158,3 +178,17 @@ class InteractionGraph:
     def __repr__(self) -> str:
         parts = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in self.summary().items())
         return f"InteractionGraph({parts})"
+
+
+def _csr_to_tensors(matrix: sp.csr_matrix | None) -> dict[str, torch.Tensor] | None:
+    if matrix is None:
+        return None
+    return {"indptr": torch.from_numpy(matrix.indptr.astype(np.int64)),
+            "indices": torch.from_numpy(matrix.indices.astype(np.int64))}
+
+
+def _csr_from_tensors(parts: dict[str, torch.Tensor] | None, shape) -> sp.csr_matrix | None:
+    if parts is None:
+        return None
+    indices = parts["indices"].numpy()
+    return sp.csr_matrix((np.ones(indices.shape[0], np.float32), indices, parts["indptr"].numpy()), shape=shape)

@@ -272,12 +272,3 @@ def _register(name, depths, dims):
 
 for _name, (_depths, _dims) in _VARIANTS.items():
     _register(_name, _depths, _dims)
-
-
-@register_encoder("unireplknet_tiny_test")
-def unireplknet_tiny_test(**kwargs):
-    """A 2-stage, 16/32-wide UniRepLKNet with one 3x3 and one 7x7 dilated re-param block per stage (tests)."""
-    kwargs.setdefault("depths", (2, 2))
-    kwargs.setdefault("dims", (16, 32))
-    kwargs.setdefault("kernel_sizes", ((3, 7), (7, 5)))
-    return UniRepLKNet(**kwargs)

@@ -183,12 +183,3 @@ def _register(name, widths, strides):
 
 for _name, (_widths, _strides) in _VARIANTS.items():
     _register(_name, _widths, _strides)
-
-
-@register_encoder("vanillanet_tiny_test")
-def vanillanet_tiny_test(**kwargs):
-    """A 3-block, 16-64-wide VanillaNet (tests, small images)."""
-    kwargs.setdefault("dims", (16, 32, 64))
-    kwargs.setdefault("strides", (2, 1))
-    kwargs.setdefault("act_num", 1)
-    return VanillaNet(**kwargs)

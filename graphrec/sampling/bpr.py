@@ -9,6 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from graphrec.kernels.sampling import _CHUNK, sample_negatives
+from graphrec.sampling.base import Sampler, SeedSchedule, sample_batches
 
 
 @dataclass
@@ -32,7 +33,7 @@ class BPRBatch:
                         self.shared_negatives)
 
 
-class BPRSampler:
+class BPRSampler(Sampler, SeedSchedule):
     """Draws an epoch of BPR triples from the train interactions, then cuts it into batches.
 
     An epoch has as many triples as there are train interactions. ``user_sampling``:
@@ -53,6 +54,10 @@ class BPRSampler:
     trainers. A shared negative may be a train positive of some user in the batch, as
     with the official UltraGCN sampler (``sampling_sift_pos=no``); models score the set
     with one dense matmul instead of a per-row gather.
+
+    In the sampler protocol (:mod:`graphrec.sampling.base`) the triples are the seeds:
+    :meth:`epoch_seeds` draws them and :meth:`sample` returns a batch of them unchanged, so
+    :class:`~graphrec.sampling.LinkNeighborSampler` reuses this schedule for its neighbourhoods.
     """
 
     def __init__(self, train: sp.csr_matrix, batch_size: int = 2048, num_negatives: int = 1,
@@ -121,8 +126,12 @@ class BPRSampler:
         chunks = max(-(-self.batch_size // _CHUNK) + 1, (1 << 24) // (_CHUNK * self.num_negatives), 1)
         return chunks * _CHUNK
 
-    def batches(self, epoch: int, start: int = 0) -> Iterator[BPRBatch]:
-        """The epoch's batches from batch number ``start`` on (for resuming mid-epoch)."""
+    def epoch_seeds(self, epoch: int, start: int = 0) -> Iterator[BPRBatch]:
+        """The epoch's triples, batch by batch from batch number ``start`` on.
+
+        The epoch's users and positives are drawn whole (one vector each); negatives only for
+        the chunk-aligned windows that hold batches ``start..``.
+        """
         users_np, pos_np, chunk_seeds, shared = self._draw(epoch)
         users, pos = torch.from_numpy(users_np), torch.from_numpy(pos_np)
         n = users.shape[0]
@@ -138,3 +147,14 @@ class BPRSampler:
                 window_end = min(n, max(window_begin + self._window(), -(-end // _CHUNK) * _CHUNK))
                 neg = torch.from_numpy(self._negatives(users_np, chunk_seeds, window_begin, window_end))
             yield BPRBatch(users[begin:end], pos[begin:end], neg[begin - window_begin: end - window_begin])
+
+    def sample(self, seeds: BPRBatch, batch_seed: int | None = None) -> BPRBatch:
+        """A batch of triples is its own minibatch (its draws happened in :meth:`epoch_seeds`)."""
+        return seeds
+
+    def loader(self, epoch: int, start: int = 0, num_workers: int = 0) -> Iterator[BPRBatch]:
+        """The epoch's batches from batch number ``start`` on (:func:`~graphrec.sampling.base.sample_batches`)."""
+        return sample_batches(self, self, epoch, start, num_workers)
+
+    #: the former name of :meth:`loader`
+    batches = loader

@@ -14,14 +14,16 @@ from typing import Iterator
 import scipy.sparse as sp
 import torch
 
-from graphrec.sampling.bpr import BPRSampler
-from graphrec.sampling.neighbor import NeighborSampler, batch_seed, bipartite_adjacency, map_in_order
+from graphrec.data.csr import bipartite_adjacency
+from graphrec.sampling.base import Sampler, sample_batches
+from graphrec.sampling.bpr import BPRBatch, BPRSampler
+from graphrec.sampling.neighbor import NeighborSampler
 
 USER_TO_ITEM = ("user", "rates", "item")
 ITEM_TO_USER = ("item", "rated_by", "user")
 
 
-class LinkNeighborSampler:
+class LinkNeighborSampler(Sampler):
     """BPR triples from ``train`` (users x items CSR) with their ``fanouts``-hop neighbourhoods.
 
     Homogeneous (default): one graph where users are nodes ``0..U-1`` and items
@@ -32,7 +34,8 @@ class LinkNeighborSampler:
 
     ``dst_neg_index`` has shape ``(batch,)`` for one negative, ``(batch, num_negatives)``
     otherwise (PyG's convention). Triples and neighbourhoods depend only on
-    ``(seed, epoch, batch number)``.
+    ``(seed, epoch, batch number)``: the seeds of batch ``b`` are batch ``b`` of the
+    :class:`BPRSampler` ``triples`` with the same settings (:mod:`graphrec.sampling.base`).
     """
 
     def __init__(self, train, fanouts, batch_size: int = 1024, num_negatives: int = 1,
@@ -55,35 +58,36 @@ class LinkNeighborSampler:
     def __len__(self) -> int:
         return len(self.triples)
 
-    def sample(self, users, pos_items, neg_items, seed_value: int | None = None):
-        """The neighbourhood batch of given triples (global user and item ids)."""
+    def sample(self, seeds, batch_seed: int | None = None):
+        """The neighbourhood batch of given triples: a :class:`BPRBatch` or ``(users, pos_items,
+        neg_items)`` in global user and item ids; draws follow ``batch_seed`` (default: the seed)."""
+        users, pos_items, neg_items = (seeds.users, seeds.pos_items, seeds.neg_items) if isinstance(
+            seeds, BPRBatch) else seeds
         users = torch.as_tensor(users, dtype=torch.long).reshape(-1)
         pos_items = torch.as_tensor(pos_items, dtype=torch.long).reshape(-1)
         neg_items = torch.as_tensor(neg_items, dtype=torch.long).reshape(users.shape[0], -1)
         batch, negatives = users.shape[0], neg_items.shape[1]
-        seed_value = self.seed if seed_value is None else seed_value
         items = torch.cat([pos_items, neg_items.reshape(-1)])
         if self.heterogeneous:
-            data = self.neighbors.sample({"user": users, "item": items}, batch_seed_value=seed_value)
+            data = self.neighbors.sample({"user": users, "item": items}, batch_seed=batch_seed)
             user_rows, item_rows = data["user"].input_index, data["item"].input_index
             data["user"].src_index = user_rows
             data["item"].dst_pos_index = item_rows[:batch]
             data["item"].dst_neg_index = _negatives_layout(item_rows[batch:], batch, negatives)
             return data
-        data = self.neighbors.sample(torch.cat([users, items + self.num_users]), batch_seed_value=seed_value)
+        data = self.neighbors.sample(torch.cat([users, items + self.num_users]), batch_seed=batch_seed)
         rows = data.input_index
         data.src_index = rows[:batch]
         data.dst_pos_index = rows[batch:2 * batch]
         data.dst_neg_index = _negatives_layout(rows[2 * batch:], batch, negatives)
         return data
 
-    def batches(self, epoch: int, start: int = 0, num_workers: int = 0) -> Iterator:
+    def loader(self, epoch: int, start: int = 0, num_workers: int = 0) -> Iterator:
         """The epoch's batches from batch number ``start`` on; ``num_workers`` threads sample ahead."""
-        jobs = ((number, triple) for number, triple in enumerate(self.triples.batches(epoch, start), start))
-        return map_in_order(
-            lambda job: self.sample(job[1].users, job[1].pos_items, job[1].neg_items,
-                                    batch_seed(self.seed, epoch, job[0])),
-            jobs, num_workers)
+        return sample_batches(self, self.triples, epoch, start, num_workers)
+
+    #: the former name of :meth:`loader`
+    batches = loader
 
 
 def _negatives_layout(rows: torch.Tensor, batch: int, negatives: int) -> torch.Tensor:

@@ -16,16 +16,15 @@ Graphs are CSR adjacencies where row ``v`` lists the nodes ``v`` receives messag
 from __future__ import annotations
 
 import threading
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
+
+from graphrec.data.csr import CSRGraph
 from graphrec.kernels.neighbor_sampling import (relabel, reset_node_map, sample_hop, sample_hop_serial,
                                                 sample_multihop)
+from graphrec.sampling.base import NodeSeeds, Sampler, as_ids, sample_batches
 
 EdgeType = tuple[str, str, str]
 
@@ -38,65 +37,8 @@ def _pyg_data_classes():
     return Data, HeteroData
 
 
-def batch_seed(seed: int, epoch: int, number: int) -> int:
-    """The 64-bit seed of one batch: a pure function of (seed, epoch, batch number)."""
-    return int(np.random.SeedSequence([seed, epoch, number]).generate_state(1, np.uint64)[0])
-
-
 def _hop_seed(seed: int, hop: int, relation: int = 0) -> np.uint64:
     return np.random.SeedSequence([seed, hop, relation]).generate_state(1, np.uint64)[0]
-
-
-@dataclass
-class CSRGraph:
-    """A CSR adjacency for sampling: row ``v`` holds the sources of ``v``'s in-edges.
-
-    ``edge_ids`` maps a CSR position to the caller's edge id (``None``: the position is
-    the id). ``num_sources`` is the number of nodes the indices point into (differs from
-    the row count for bipartite relations).
-    """
-
-    indptr: np.ndarray
-    indices: np.ndarray
-    num_sources: int
-    edge_ids: np.ndarray | None = None
-
-    @property
-    def num_targets(self) -> int:
-        return int(self.indptr.shape[0] - 1)
-
-    @classmethod
-    def from_scipy(cls, matrix) -> "CSRGraph":
-        """Row ``v`` of ``matrix`` lists ``v``'s neighbours (any non-zero is an edge)."""
-        matrix = sp.csr_matrix(matrix)
-        return cls(matrix.indptr.astype(np.int64), matrix.indices.astype(np.int64), int(matrix.shape[1]))
-
-    @classmethod
-    def from_edge_index(cls, edge_index, num_sources: int, num_targets: int | None = None) -> "CSRGraph":
-        """From a (2, E) source -> target ``edge_index``; ``e_id`` refers to its columns."""
-        edge_index = torch.as_tensor(edge_index).cpu().numpy().astype(np.int64, copy=False)
-        num_targets = num_sources if num_targets is None else num_targets
-        src, dst = edge_index
-        order = np.argsort(dst, kind="stable")
-        indptr = np.zeros(num_targets + 1, dtype=np.int64)
-        np.cumsum(np.bincount(dst, minlength=num_targets), out=indptr[1:])
-        return cls(indptr, np.ascontiguousarray(src[order]), num_sources, order.astype(np.int64))
-
-    def edge_id(self, positions: np.ndarray) -> np.ndarray:
-        return positions if self.edge_ids is None else self.edge_ids[positions]
-
-
-def bipartite_adjacency(train) -> CSRGraph:
-    """The symmetric user-item graph of a users x items matrix as one homogeneous CSR.
-
-    Users are nodes ``0..U-1`` and items ``U..U+I-1`` (LightGCN's layout).
-    """
-    train = sp.csr_matrix(train)
-    num_users, num_items = train.shape
-    adjacency = sp.bmat([[None, train], [train.T, None]], format="csr")
-    adjacency.sort_indices()
-    return CSRGraph.from_scipy(adjacency) if adjacency.shape[0] else CSRGraph(
-        np.zeros(1, np.int64), np.zeros(0, np.int64), num_users + num_items)
 
 
 class _NodeMaps:
@@ -133,7 +75,7 @@ def _fanouts_by_relation(fanouts, relations: Sequence[EdgeType]) -> tuple[int, d
     return hops.pop(), table
 
 
-class NeighborSampler:
+class NeighborSampler(Sampler):
     """Multi-hop neighbour sampling over homogeneous or heterogeneous CSR graphs.
 
     ``graph`` is one of:
@@ -201,22 +143,22 @@ class NeighborSampler:
         return False, {("node", "to", "node"): csr}, {"node": n}
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, seeds, seed_type: str | None = None, batch_seed_value: int | None = None):
-        """One minibatch around ``seeds`` (global ids of ``seed_type``, or a dict type -> ids).
+    def sample(self, seeds, batch_seed: int | None = None, seed_type: str | None = None):
+        """One minibatch around ``seeds`` (global ids of ``seed_type``, or a dict type -> ids),
+        drawn with ``batch_seed`` (default: the sampler's seed).
 
         Repeated seeds are merged; ``input_index`` gives each requested seed's local row.
         Returns ``Data`` for homogeneous graphs, ``HeteroData`` otherwise.
         """
-        if batch_seed_value is None:
-            batch_seed_value = self.seed
+        batch_seed_value = self.seed if batch_seed is None else batch_seed
         if isinstance(seeds, Mapping):
-            seeds_by_type = {t: _as_ids(s) for t, s in seeds.items()}
+            seeds_by_type = {t: as_ids(s) for t, s in seeds.items()}
         else:
             if seed_type is None:
                 if self.heterogeneous:
                     raise ValueError("heterogeneous graphs need seed_type or a dict of seeds")
                 seed_type = "node"
-            seeds_by_type = {seed_type: _as_ids(seeds)}
+            seeds_by_type = {seed_type: as_ids(seeds)}
         for t, ids in seeds_by_type.items():
             if t not in self.num_nodes:
                 raise KeyError(f"unknown node type {t!r}")
@@ -336,55 +278,23 @@ class NeighborSampler:
 
     # ------------------------------------------------------------------ loaders
     def loader(self, seeds=None, batch_size: int = 1024, shuffle: bool = True, epoch: int = 0,
-               seed_type: str | None = None, drop_last: bool = False, num_workers: int = 0) -> Iterator:
-        """The epoch's minibatches over ``seeds`` (default: every node of ``seed_type``).
+               seed_type: str | None = None, drop_last: bool = False, num_workers: int = 0,
+               start: int = 0) -> Iterator:
+        """The epoch's minibatches over ``seeds`` (default: every node of ``seed_type``), from batch
+        number ``start`` on (:func:`~graphrec.sampling.base.sample_batches`).
 
-        Batch ``b`` of epoch ``e`` is sampled with :func:`batch_seed` ``(seed, e, b)``, so
-        ``num_workers`` (threads sampling whole batches ahead, in parallel: the kernels
-        release the GIL) changes the speed, never the batches or their order.
+        Batch ``b`` of epoch ``e`` is sampled with ``batch_seed(seed, e, b)``, so ``start`` skips
+        batches without drawing them and ``num_workers`` (threads sampling whole batches ahead,
+        in parallel: the kernels release the GIL) changes the speed, never the batches or their order.
         """
         if seed_type is None:
             if self.heterogeneous:
                 raise ValueError("heterogeneous graphs need seed_type")
             seed_type = "node"
-        ids = np.arange(self.num_nodes[seed_type]) if seeds is None else _as_ids(seeds)
-        if shuffle:
-            ids = ids[np.random.default_rng(np.random.SeedSequence([self.seed, epoch])).permutation(ids.shape[0])]
-        stop = ids.shape[0] - (ids.shape[0] % batch_size if drop_last else 0)
-        jobs = [(ids[begin:begin + batch_size], batch_seed(self.seed, epoch, number))
-                for number, begin in enumerate(range(0, stop, batch_size))]
-        return map_in_order(lambda job: self.sample(job[0], seed_type, job[1]), jobs, num_workers)
-
-
-def map_in_order(fn, jobs, num_workers: int = 0, lookahead: int | None = None) -> Iterator:
-    """``fn(job)`` for every job, in order; with ``num_workers`` threads computing ahead.
-
-    At most ``lookahead`` (default ``2 * num_workers``) results wait unconsumed, which
-    bounds memory. Threads help only because the numba kernels run without the GIL.
-    """
-    if num_workers <= 0:
-        for job in jobs:
-            yield fn(job)
-        return
-    lookahead = lookahead or 2 * num_workers
-    pending = deque()
-    with ThreadPoolExecutor(num_workers, thread_name_prefix="graphrec-sampler") as pool:
-        try:
-            for job in jobs:
-                pending.append(pool.submit(fn, job))
-                if len(pending) >= lookahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:  # consumer stopped early: drop what was not started
-            for future in pending:
-                future.cancel()
-
-
-def _as_ids(ids) -> np.ndarray:
-    if isinstance(ids, torch.Tensor):
-        ids = ids.cpu().numpy()
-    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
+        ids = np.arange(self.num_nodes[seed_type]) if seeds is None else seeds
+        schedule = NodeSeeds(ids, batch_size, shuffle=shuffle, drop_last=drop_last, seed=self.seed,
+                             node_type=seed_type)
+        return sample_batches(self, schedule, epoch, start, num_workers)
 
 
 def _cat(parts) -> np.ndarray:

@@ -1,4 +1,11 @@
-"""Checkpoints: written atomically, read with ``weights_only=True``."""
+"""Checkpoints: written atomically, read with ``weights_only=True``.
+
+One format for every writer. A checkpoint is a dict with ``run_config`` (``RunConfig.to_dict()``:
+model, data, settings) and ``model_state``; a run's ``last.pt`` adds the optimizer and loop state,
+``best.pt`` the selected epoch and its metrics, and a ``Recommender.save`` file the interactions it
+was fitted on (``interactions``: ``InteractionGraph.state_dict()``, with the users' own ids), so
+``graphrec eval``/``recommend`` and ``Recommender.load`` read any of them.
+"""
 from __future__ import annotations
 
 import os
@@ -56,4 +63,33 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a graphrec checkpoint")
     if state.get("version", 0) > VERSION:
         raise CheckpointError(f"{path} was written by a newer graphrec (format {state['version']}); upgrade graphrec")
+    if state.get("kind") == "recommender":
+        state = _from_recommender_layout(state)
     return state
+
+
+def _from_recommender_layout(state: dict[str, Any]) -> dict[str, Any]:
+    """A file of the former ``Recommender.save`` layout (``"kind": "recommender"``) in today's.
+
+    It held train and seen (train + validation) interactions: validation is their difference.
+    """
+    shape = (len(state["user_ids"]), len(state["item_ids"]))
+
+    def pairs(parts):
+        rows = torch.repeat_interleave(torch.arange(shape[0]), parts["indptr"].diff())
+        return rows * shape[1] + parts["indices"]
+
+    train, seen = pairs(state["train"]), pairs(state["seen"])
+    valid = seen[~torch.isin(seen, train)]   # row-major keys of sorted rows stay sorted
+    counts = torch.bincount(valid // shape[1], minlength=shape[0])
+    return {
+        "format": state["format"], "version": state["version"],
+        "run_config": {"model": state["model"], "data": "dataframe", "data_dir": None,
+                       "model_config": state["model_config"], "train": state["train_config"]},
+        "model_state": state["model_state"],
+        "interactions": {"name": "dataframe", "num_users": shape[0], "num_items": shape[1],
+                         "train": state["train"], "test": None,
+                         "valid": {"indptr": torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)]),
+                                   "indices": valid % shape[1]},
+                         "user_ids": state["user_ids"], "item_ids": state["item_ids"]},
+    }

@@ -1,7 +1,6 @@
 """Node classification on heterogeneous graphs (PyG ``HeteroData``), full batch or sampled."""
 from __future__ import annotations
 
-import itertools
 from typing import Iterator
 
 import torch
@@ -9,10 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphrec.config import TrainConfig
+from graphrec.data.splits import planetoid_random_split, stratified_split
 from graphrec.metrics.classification import classification_metrics
 from graphrec.models.interfaces import HeteroNodeClassifier
-from graphrec.sampling.neighbor import NeighborSampler, batch_seed
-from graphrec.train.node_classification import planetoid_random_split, stratified_split
+from graphrec.sampling.base import batch_seed
+from graphrec.sampling.neighbor import NeighborSampler
 from graphrec.train.task import Task
 
 PROTOCOL = ("evaluate the valid split every eval_every epochs, keep the epoch with the best monitor "
@@ -153,9 +153,8 @@ class HeteroNodeClassificationTask(Task):
             if start == 0:
                 yield self.graph
             return
-        loader = self.sampler.loader(self._train_nodes(), batch_size=self.config.batch_size, shuffle=True,
-                                     epoch=epoch, seed_type=self.target)
-        for sample in itertools.islice(loader, start, None):
+        for sample in self.sampler.loader(self._train_nodes(), batch_size=self.config.batch_size, shuffle=True,
+                                          epoch=epoch, start=start, seed_type=self.target):
             yield self._subgraph(sample)
 
     def batch_samples(self, batch: HeteroBatch) -> int:
@@ -178,8 +177,8 @@ class HeteroNodeClassificationTask(Task):
             for number, begin in enumerate(range(0, cpu.shape[0], self.config.batch_size)):
                 seeds = cpu[begin:begin + self.config.batch_size]
                 # "epoch" 1e6 + split number: never a training epoch, so never a training batch
-                sample = self.sampler.sample(seeds, self.target,
-                                             batch_seed(self.config.seed, 1_000_000 + list(self.masks).index(split), number))
+                sample = self.sampler.sample(seeds, seed_type=self.target, batch_seed=batch_seed(
+                    self.config.seed, 1_000_000 + list(self.masks).index(split), number))
                 batch = self._subgraph(sample)
                 batches.append((batch, sample[self.target].input_index.to(self.device)))
             self._eval_batches[split] = batches

@@ -9,6 +9,7 @@ from torch import nn
 from torch_geometric.data import Data
 
 from graphrec.config import TrainConfig
+from graphrec.data.splits import planetoid_random_split, stratified_split
 from graphrec.metrics.classification import classification_metrics
 from graphrec.models.interfaces import takes_categorical_fields, takes_sparse_features
 from graphrec.train.task import Task
@@ -24,64 +25,6 @@ SPLITS = {
 SPARSE_DENSITY = 0.25
 PROTOCOL = ("evaluate the valid split every eval_every epochs, keep the epoch with the best monitor "
             "(DAGNN: lowest validation loss); test reported once, at that checkpoint")
-
-
-def planetoid_random_split(y: torch.Tensor, seed: int, num_classes: int | None = None, per_class: int = 20,
-                           num_valid: int = 500, num_test: int = 1000) -> dict[str, torch.Tensor]:
-    """Boolean masks ``{"train", "valid", "test"}`` of a seeded random Planetoid-style split.
-
-    Per class, ``per_class`` nodes are drawn for train; the remaining nodes of all classes
-    are shuffled together and the first ``num_valid`` go to valid, the next ``num_test`` to
-    test (the split of Shchur et al. and of the DAGNN/APPNP official code). The same seed
-    gives the same split on any machine (a private ``torch.Generator``).
-    """
-    y = y.detach().cpu().long()
-    num_classes = int(y.max()) + 1 if num_classes is None else num_classes
-    generator = torch.Generator().manual_seed(int(seed))
-    train, rest = [], []
-    for label in range(num_classes):
-        nodes = (y == label).nonzero().view(-1)
-        if nodes.numel() < per_class:
-            raise ValueError(f"class {label} has {nodes.numel()} nodes, fewer than {per_class} per class for train")
-        nodes = nodes[torch.randperm(nodes.numel(), generator=generator)]
-        train.append(nodes[:per_class])
-        rest.append(nodes[per_class:])
-    rest = torch.cat(rest)
-    if rest.numel() < num_valid + num_test:
-        raise ValueError(f"only {rest.numel()} nodes left after train, fewer than {num_valid} valid + {num_test} test")
-    rest = rest[torch.randperm(rest.numel(), generator=generator)]
-    parts = {"train": torch.cat(train), "valid": rest[:num_valid], "test": rest[num_valid:num_valid + num_test]}
-    masks = {}
-    for name, index in parts.items():
-        mask = torch.zeros(y.numel(), dtype=torch.bool)
-        mask[index] = True
-        masks[name] = mask
-    return masks
-
-
-def stratified_split(y: torch.Tensor, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict[str, torch.Tensor]:
-    """Boolean masks ``{"train", "valid", "test"}``: per class, a seeded shuffle of its labelled
-    nodes, the first ``round(f_train * n_c)`` to train, the next ``round(f_valid * n_c)`` to valid,
-    then ``round(f_test * n_c)`` to test (all the rest when the fractions sum to 1). Nodes with
-    ``y < 0`` (unlabelled) are in no split. Private ``torch.Generator``: same seed, same split.
-    """
-    y = y.detach().cpu().long().view(-1)
-    f_train, f_valid, f_test = (float(f) for f in fractions)
-    generator = torch.Generator().manual_seed(int(seed))
-    masks = {name: torch.zeros(y.numel(), dtype=torch.bool) for name in ("train", "valid", "test")}
-    for label in range(int(y.max()) + 1 if y.numel() else 0):
-        nodes = (y == label).nonzero().view(-1)
-        nodes = nodes[torch.randperm(nodes.numel(), generator=generator)]
-        n_train, n_valid = round(f_train * nodes.numel()), round(f_valid * nodes.numel())
-        rest = nodes.numel() - n_train - n_valid
-        n_test = rest if abs(f_train + f_valid + f_test - 1.0) < 1e-9 else min(rest, round(f_test * nodes.numel()))
-        masks["train"][nodes[:n_train]] = True
-        masks["valid"][nodes[n_train:n_train + n_valid]] = True
-        masks["test"][nodes[n_train + n_valid:n_train + n_valid + n_test]] = True
-    for name, mask in masks.items():
-        if not bool(mask.any()):
-            raise ValueError(f"split {name!r} is empty: too few labelled nodes for fractions {tuple(fractions)}")
-    return masks
 
 
 def class_balance_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:

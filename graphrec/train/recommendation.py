@@ -60,7 +60,7 @@ class RecommendationTask(Task):
         return min(n, limit) if limit > 0 else n
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[BPRBatch]:
-        for number, batch in enumerate(self.sampler.batches(epoch, start), start=start):
+        for number, batch in enumerate(self.sampler.loader(epoch, start), start=start):
             if number >= self.num_batches():
                 return
             yield batch.to(self.device)

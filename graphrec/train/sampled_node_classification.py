@@ -16,7 +16,6 @@ message rather than trained with a different operator.
 """
 from __future__ import annotations
 
-import itertools
 from typing import Iterator
 
 import numpy as np
@@ -25,9 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphrec.config import TrainConfig
+from graphrec.data.csr import CSRGraph
 from graphrec.models.interfaces import DecoupledNodeClassifier
 from graphrec.nn import SubgraphPropagation
-from graphrec.sampling.neighbor import CSRGraph, NeighborSampler
+from graphrec.sampling.neighbor import NeighborSampler
 from graphrec.train.node_classification import NodeClassificationTask
 
 
@@ -75,10 +75,8 @@ class SampledNodeClassificationTask(NodeClassificationTask):
     def train_batches(self, epoch: int, start: int = 0) -> Iterator:
         if self.sampler is None:
             raise RuntimeError("build_model() first: the fan-outs depend on the model's depth")
-        # A resumed epoch re-draws the skipped batches (sampling is cheap next to training).
-        loader = self.sampler.loader(self.train_nodes, batch_size=self.config.batch_size, shuffle=True,
-                                     epoch=epoch, num_workers=self.config.sampler_workers)
-        for batch in itertools.islice(loader, start, None):
+        for batch in self.sampler.loader(self.train_nodes, batch_size=self.config.batch_size, shuffle=True,
+                                         epoch=epoch, start=start, num_workers=self.config.sampler_workers):
             yield batch.to(self.device)
 
     def batch_samples(self, batch) -> int:

@@ -77,7 +77,7 @@ class SampledRecommendationTask(RecommendationTask):
     def train_batches(self, epoch: int, start: int = 0) -> Iterator:
         if self.link_sampler is None:
             raise RuntimeError("build_model() first: the fan-outs depend on the model's depth")
-        for number, batch in enumerate(self.link_sampler.batches(epoch, start, self.config.sampler_workers),
+        for number, batch in enumerate(self.link_sampler.loader(epoch, start, self.config.sampler_workers),
                                        start=start):
             if number >= self.num_batches():
                 return
