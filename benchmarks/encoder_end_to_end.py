@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     train = zipf_interactions(args.users, args.items, args.per_user, args.zipf, seed=0)
     sampler = BPRSampler(train, batch_size=args.batch_size, seed=0)
     batches = []
-    for number, batch in enumerate(sampler.batches(0)):
+    for number, batch in enumerate(sampler.loader(0)):
         if number >= args.batches:
             break
         batches.append(batch)

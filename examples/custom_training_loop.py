@@ -17,7 +17,7 @@ sampler = BPRSampler(graph.train, batch_size=2048, seed=0)
 evaluator = RankingEvaluator(exclude=graph.train, targets=graph.test, ks=(20,))
 
 for epoch in range(2):
-    for step, batch in enumerate(sampler.batches(epoch)):
+    for step, batch in enumerate(sampler.loader(epoch)):
         loss = model.recommendation_loss(batch.users, batch.pos_items, batch.neg_items, adjacency)
         optimizer.zero_grad()
         loss.backward()

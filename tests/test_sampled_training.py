@@ -97,7 +97,7 @@ def test_sampled_lightgcn_loss_includes_item_images():
     loss.backward()
     grad_sub = model.item_image_encoder.table.weight.grad.clone()
     assert grad_sub.abs().sum() > 0
-    triples = next(iter(sampler.triples.batches(epoch=0)))
+    triples = next(iter(sampler.triples.loader(epoch=0)))
     model.zero_grad()
     reference = model.recommendation_loss(triples.users, triples.pos_items, triples.neg_items)
     reference.backward()

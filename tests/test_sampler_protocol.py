@@ -115,11 +115,6 @@ def test_node_seeds_cover_every_seed_once_per_epoch():
     assert len(NodeSeeds(np.arange(50), batch_size=16, drop_last=True)) == 3
 
 
-def test_former_batches_name_is_the_loader():
-    sampler, _ = _bpr()
-    assert all(_same(a, b) for a, b in zip(sampler.batches(1, 2), sampler.loader(1, 2)))
-
-
 # ----------------------------------------------------------------- exact resume of sampled Trainer runs
 def _recommendation_trainer(run_dir):
     graph = InteractionGraph.from_scipy(_interactions(num_users=40, num_items=50, density=0.15, seed=7), seed=0)

@@ -181,17 +181,17 @@ def test_shared_negative_batches_are_valid_and_reproducible():
     plain = BPRSampler(train, batch_size=64, num_negatives=7, user_sampling="interaction", seed=3)
     shared = BPRSampler(train, batch_size=64, num_negatives=7, user_sampling="interaction", seed=3,
                         shared_negatives=True)
-    batches = list(shared.batches(2))
+    batches = list(shared.loader(2))
     assert len(batches) == len(shared) == -(-train.nnz // 64)
-    for batch, reference in zip(batches, plain.batches(2)):
+    for batch, reference in zip(batches, plain.loader(2)):
         assert batch.shared_negatives and not reference.shared_negatives
         assert batch.neg_items.shape == (1, 7) and batch.neg_items.dtype == torch.int64
         assert 0 <= int(batch.neg_items.min()) and int(batch.neg_items.max()) < train.shape[1]
         assert torch.equal(batch.users, reference.users) and torch.equal(batch.pos_items, reference.pos_items)
         assert batch.to("cpu").shared_negatives
-    again = list(shared.batches(2, start=5))  # resuming mid-epoch sees the same batches
+    again = list(shared.loader(2, start=5))  # resuming mid-epoch sees the same batches
     assert all(torch.equal(a.neg_items, b.neg_items) for a, b in zip(again, batches[5:]))
-    assert not torch.equal(batches[0].neg_items, next(iter(shared.batches(3))).neg_items)
+    assert not torch.equal(batches[0].neg_items, next(iter(shared.loader(3))).neg_items)
 
 
 def test_shared_negatives_are_uniform_over_all_items_positives_included():
@@ -201,7 +201,7 @@ def test_shared_negatives_are_uniform_over_all_items_positives_included():
     sampler = BPRSampler(train, batch_size=32, num_negatives=50, seed=0, shared_negatives=True)
     counts = np.zeros(10)
     hit_positive = False
-    for batch in sampler.batches(0):
+    for batch in sampler.loader(0):
         drawn = batch.neg_items.numpy().ravel()
         counts += np.bincount(drawn, minlength=10)
         positives = train[batch.users.numpy()].toarray().any(0)
@@ -240,12 +240,12 @@ def test_per_positive_batches_unchanged_when_drawn_window_by_window(user_samplin
         monkeypatch.setattr(BPRSampler, "_window", lambda self: window_chunks * _CHUNK)
     sampler = BPRSampler(train, batch_size=1000, num_negatives=3, user_sampling=user_sampling, seed=5)
     users, pos, neg = _old_whole_epoch(sampler, 1)
-    batches = list(sampler.batches(1))
+    batches = list(sampler.loader(1))
     np.testing.assert_array_equal(torch.cat([b.users for b in batches]).numpy(), users)
     np.testing.assert_array_equal(torch.cat([b.pos_items for b in batches]).numpy(), pos)
     np.testing.assert_array_equal(torch.cat([b.neg_items for b in batches]).numpy(), neg)
     np.testing.assert_array_equal(sampler.sample_epoch(1)[2], neg)
-    resumed = torch.cat([b.neg_items for b in sampler.batches(1, start=7)]).numpy()
+    resumed = torch.cat([b.neg_items for b in sampler.loader(1, start=7)]).numpy()
     np.testing.assert_array_equal(resumed, neg[7 * 1000:])
     assert not batches[0].shared_negatives
 
@@ -285,7 +285,7 @@ def test_training_learns_the_block_structure(shared):
     sampler = BPRSampler(train, batch_size=32, num_negatives=10, seed=0, shared_negatives=shared)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     for epoch in range(60):
-        for batch in sampler.batches(epoch):
+        for batch in sampler.loader(epoch):
             loss = model.loss(batch)
             optimizer.zero_grad()
             loss.backward()

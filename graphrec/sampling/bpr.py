@@ -156,5 +156,3 @@ class BPRSampler(Sampler, SeedSchedule):
         """The epoch's batches from batch number ``start`` on (:func:`~graphrec.sampling.base.sample_batches`)."""
         return sample_batches(self, self, epoch, start, num_workers)
 
-    #: the former name of :meth:`loader`
-    batches = loader

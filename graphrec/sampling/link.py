@@ -86,8 +86,6 @@ class LinkNeighborSampler(Sampler):
         """The epoch's batches from batch number ``start`` on; ``num_workers`` threads sample ahead."""
         return sample_batches(self, self.triples, epoch, start, num_workers)
 
-    #: the former name of :meth:`loader`
-    batches = loader
 
 
 def _negatives_layout(rows: torch.Tensor, batch: int, negatives: int) -> torch.Tensor:
