@@ -34,6 +34,41 @@ def test_phase_statuses_are_read_from_exit_codes():
     assert phase_status("skipped-budget") == "skipped (budget)"
 
 
+def test_cpu_gather_staging_alternates_and_waits_for_each_buffers_copy(monkeypatch):
+    """The CPU-gather+copy baseline never refills a staging buffer its previous copy may still read."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from gpu_feature_fetch import DoubleBufferedCopy
+
+    from graphrec.sampling.feature_store import FeatureStore
+
+    table = torch.randn(100, 8)
+    staged = DoubleBufferedCopy(FeatureStore(table), 16, torch.device("cpu"))
+    events = []
+
+    class Copied:
+        def __init__(self, buffer):
+            self.buffer = buffer
+
+        def synchronize(self):
+            events.append(("waited", self.buffer))
+
+    original_fetch = staged.store.fetch
+
+    def fetch(ids, out):
+        events.append(("filled", next(k for k, b in enumerate(staged.buffers) if b.data_ptr() == out.data_ptr())))
+        return original_fetch(ids, out=out)
+
+    monkeypatch.setattr(staged.store, "fetch", fetch)
+    out = torch.empty(16, 8)
+    for step in range(4):
+        ids = torch.randint(0, 100, (10 + step,))
+        assert torch.equal(staged(ids, out), table[ids])
+        staged.copied[step % 2] = Copied(step % 2)     # what a CUDA copy's event would be
+    assert events == [("filled", 0), ("filled", 1), ("waited", 0), ("filled", 0), ("waited", 1), ("filled", 1)]
+
+
 def test_unknown_mode_is_refused():
     done = subprocess.run(["bash", str(SCRIPT), "--bogus"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 64 and "usage" in done.stderr

@@ -69,6 +69,40 @@ def fetch_headline(record: dict) -> dict:
     return out
 
 
+def dig(record, *keys):
+    """``record[k1][k2]...`` or None when any level is missing."""
+    for key in keys:
+        if not isinstance(record, dict) or key not in record:
+            return None
+        record = record[key]
+    return record
+
+
+def headlines(summary: dict) -> dict:
+    """The figures the issues' targets name, in one place (None where a phase did not produce them)."""
+    fetch = summary.get("fetch") or {}
+    tables = fetch.get("tables") or {}
+    big = next((name for name in tables if name.startswith("512B-")), None)
+    big_batches = tables.get(big) or {}
+    big_row = big_batches.get(max(big_batches, key=int)) if big_batches else None
+    lightgcn = summary.get("lightgcn") or {}
+    out = {
+        "fetch_ceiling_GBps": fetch.get("ceiling_GBps"),
+        "fetch_512B_big_table_largest_batch": big_row,
+        "fetch_512B_64k_ids": dig(tables, "512B", "65536"),
+        "lightgcn_s_per_epoch": {batch: {name: row.get("seconds_per_epoch") for name, row in rows.items()}
+                                 for batch, rows in (lightgcn.get("results") or {}).items() if isinstance(rows, dict)
+                                 and all(isinstance(r, dict) for r in rows.values())},
+        "lightgcn_ratios": lightgcn.get("ratios"),
+        "eval_graphrec_over_bare_matmul": dig(summary, "eval", "ratios", "graphrec/bare_matmul"),
+        "nodeclass_ratios": {data: row.get("ratios") for data, row in (dig(summary, "nodeclass", "datasets") or {}).items()},
+    }
+    for key, value in summary.items():
+        if key.startswith("time_to_accuracy-") and isinstance(value, dict):
+            out[key] = {level: (hit or {}).get("wall_s") for level, hit in (value.get("reached") or {}).items()}
+    return out
+
+
 def summarize(work: Path, mode: str = "device", phases_run: str = "") -> dict:
     summary: dict = {"mode": mode, "phases_requested": phases_run.split(), "phases": read_phases(work),
                      "env": load(work / "env.json")}
@@ -92,6 +126,7 @@ def summarize(work: Path, mode: str = "device", phases_run: str = "") -> dict:
     for path in sorted(work.glob("proj_*.json")):
         record = load(path) or {}
         summary[path.stem] = {"rows": record.get("rows"), "device": record.get("device")}
+    summary["headlines"] = headlines(summary)
     return summary
 
 
@@ -104,7 +139,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     summary = summarize(Path(args.work), args.mode, args.phases)
     Path(args.out).write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    print(json.dumps({"phases": summary["phases"], "pytest": summary["pytest"]}, indent=1))
+    print(json.dumps({"phases": summary["phases"], "pytest": summary["pytest"], "headlines": summary["headlines"]},
+                     indent=1, default=str))
     return 0
 
 
