@@ -20,7 +20,8 @@ a large batch), on one run and the same ids:
 
 The ceiling is measured, not assumed: the best of large pinned host-to-device copies
 (``copy_GBps.h2d_pinned``). Each width/batch row prints GB/s of useful bytes and the ratios
-side by side: zero-copy / ceiling, zero-copy / cpu-gather+copy, zero-copy / torch-uva.
+side by side: zero-copy / ceiling, zero-copy / cpu-gather+copy, zero-copy / torch-uva; consecutive
+rows at the largest batch tell host-side page effects (IOMMU) from the kernel.
 ``--big-table-gb 32`` adds a >= 32 GB table at 512 B rows (aligned vs misaligned, torch-uva,
 cpu-gather+copy), the issue's target setting. Then a power-law id set with a hot-row cache,
 and the overlap test: a small MLP per batch with serial fetches against ``Prefetcher``.
@@ -204,6 +205,16 @@ def measure_table(store, widths_label: str, batch_ids: list[int], args, device, 
         print(f"{widths_label:>14} {n:>7} ids | GB/s: {line}\n{'':>28}| {ratio_text or 'no CUDA: zero-copy not measured'}",
               flush=True)
     if cuda:
+        # consecutive rows, the largest batch: separates the host side (IOMMU/IOTLB misses of random pages)
+        # from the kernel when random rows fall short of the ceiling
+        windows = [torch.arange(k * largest, (k + 1) * largest, device=device) % rows for k in range(args.batches)]
+        sequential = {"zero-copy": timed(lambda ids: store.fetch(ids, device, out=out[:largest]), windows, device,
+                                         args.rounds),
+                      "torch-uva": timed(lambda ids: torch.index_select(uva, 0, ids, out=out[:largest]), windows,
+                                         device, args.rounds)}
+        entry["sequential_rows_GBps"] = {k: largest * row_bytes / v / 1e9 for k, v in sequential.items()}
+        print(f"{widths_label:>14} {largest:>7} consecutive ids | GB/s: "
+              + "  ".join(f"{k} {v:7.2f}" for k, v in entry["sequential_rows_GBps"].items()), flush=True)
         del uva
     store.close()
     return entry

@@ -18,7 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu" / "device_check.sh"
-PHASES = "env pytest fetch lightgcn eval nodeclass tta_lightgcn tta_ultragcn multigpu"
+PHASES = "env pytest fetch sage lightgcn eval nodeclass tta_lightgcn tta_ultragcn multigpu"
 
 
 def test_phase_statuses_are_read_from_exit_codes():
@@ -92,6 +92,7 @@ def test_dry_run_every_phase_passes_on_cpu(data_root, tmp_path):
     # what each phase measured reached the summary
     assert summary["pytest"]["pytest_cuda"]["failures"] == 0 and summary["pytest"]["pytest_cuda"]["tests"] > 0
     assert summary["fetch"]["tables"], summary.get("fetch")
+    assert summary["sage"]["results"]["cpu-gather+copy+prefetcher"]["batches"] == 2
     assert summary["lightgcn"]["results"] and summary["eval"]["seconds"]["graphrec"] > 0
     assert {"graphrec-dagnn", "pyg-appnp", "graphrec-gcnii2", "pyg-gcn2conv2"} <= set(
         summary["nodeclass"]["datasets"]["cora"]["results"])

@@ -11,6 +11,9 @@
 #   fetch         23     zero-copy against the pinned copy ceiling, CPU gather + double-buffered copy, torch UVA;
 #                        128 B / 512 B / 2 KB rows, 1k / 8k / 64k / 400k ids, a 32 GB table at 512 B rows
 #                                                                          benchmarks/gpu_feature_fetch.py
+#   sage          23     a minibatch GraphSAGE epoch, features in pinned host memory (2M nodes x 512 B rows):
+#                        zero-copy vs CPU gather + copy, with and without the Prefetcher
+#                                                                          benchmarks/gpu/minibatch_epoch_gpu.py
 #   lightgcn      24     LightGCN on Gowalla s/epoch, batch 2048 and 8192, against PyG (edge_index, CSR), peak
 #                        GPU memory                                        benchmarks/lightgcn_epoch.py --device
 #   eval          24     full-ranking evaluation on the GPU against the bare GPU matmul, metrics = CPU evaluator's
@@ -36,7 +39,7 @@
 #
 # Environment: PHASES (a subset reruns only those), BUDGET_S (device default 550 s), PY (default python3),
 # OUT (default /tmp/devcheck_out; the device tool sets it), TTA_LGCN_BUDGET / TTA_UGCN_BUDGET (seconds each time-to-
-# accuracy run may train, default 110 / 80: in the default run they reach the early thresholds; a second call such as
+# accuracy run may train, default 100 / 70: in the default run they reach the early thresholds; a second call such as
 # PHASES=tta_lightgcn TTA_LGCN_BUDGET=480 BUDGET_S=540 measures the time to 0.18 of the fast recipe on its own).
 #
 # Facts this rests on (the device tool's notes): the device machine reaches no network; its image has python3
@@ -54,7 +57,7 @@ case "${1:-}" in
   *) echo "usage: $0 [--prepare REPO | --dry-run REPO]" >&2; exit 64 ;;
 esac
 HERE=$(cd "$(dirname "$0")" && pwd)
-ALL_PHASES="env pytest fetch lightgcn eval nodeclass tta_lightgcn tta_ultragcn multigpu"
+ALL_PHASES="env pytest fetch sage lightgcn eval nodeclass tta_lightgcn tta_ultragcn multigpu"
 
 # ------------------------------------------------------------------------------------------------ prepare
 if [ "$MODE" = prepare ]; then
@@ -155,6 +158,7 @@ if [ "$MODE" = dry ]; then
   DEVICE=cpu
   PYTEST_TARGETS="tests/test_cuda_device.py"
   FETCH_ARGS="--dry-run"
+  SAGE_ARGS="--dry-run --nodes 5000 --edges 50000 --dim 16 --train-nodes 256 --batch-size 128 --fanouts 5 5 --rounds 1"
   LGCN_ARGS="--batch-sizes 256 --batches 1 --documented-batches 1 --warmup 1"
   EVAL_ARGS="--repeats 1"
   NODE_ARGS="--data cora --hops 2 --gcnii-layers 2 --rounds 1 --epochs-per-round 1 --warmup 1"
@@ -165,11 +169,12 @@ else
   DEVICE=cuda
   PYTEST_TARGETS=$(grep -l "mark.cuda" tests/test_*.py | tr '\n' ' ')   # only the files with CUDA tests are imported
   FETCH_ARGS="--table-gb 2 --widths 128 512 2048 --batch-ids 1024 8192 65536 400000 --big-table-gb 32 --batches 10 --rounds 3"
+  SAGE_ARGS="--nodes 2000000 --edges 20000000 --dim 128 --train-nodes 32768 --batch-size 1024 --rounds 2"
   LGCN_ARGS="--batch-sizes 2048 8192 --batches 30 --documented-batches 10 --warmup 3 --full-epoch"
   EVAL_ARGS="--repeats 3"
   NODE_ARGS="--data cora citeseer --hops 10 --gcnii-layers 16 32 --rounds 5 --epochs-per-round 10 --warmup 5"
   TTA_COMMON=""
-  TTA_LGCN_BUDGET=${TTA_LGCN_BUDGET:-110}; TTA_UGCN_BUDGET=${TTA_UGCN_BUDGET:-80}
+  TTA_LGCN_BUDGET=${TTA_LGCN_BUDGET:-100}; TTA_UGCN_BUDGET=${TTA_UGCN_BUDGET:-70}
   PROJ="--layers 32 --ranks 2 4 8 --chunks 16 --repeats 5"
 fi
 
@@ -187,6 +192,8 @@ phase pytest 90 "GRAPHREC_CUDA_BIG_TABLE_GB=$([ $MODE = dry ] && echo 0 || echo 
   fi; exit \$rc"
 
 phase fetch 150 "$PY benchmarks/gpu_feature_fetch.py $FETCH_ARGS --out '$WORK/gpu_fetch.json'"
+
+phase sage 60 "$PY benchmarks/gpu/minibatch_epoch_gpu.py $SAGE_ARGS --out '$WORK/gpu_fetch_minibatch_epoch.json'"
 
 phase lightgcn 75 "$PY benchmarks/lightgcn_epoch.py --device $DEVICE --data-dir '$D' $LGCN_ARGS --out '$WORK/gpu_train_lightgcn_epoch.json'"
 

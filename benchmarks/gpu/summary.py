@@ -90,6 +90,7 @@ def headlines(summary: dict) -> dict:
         "fetch_ceiling_GBps": fetch.get("ceiling_GBps"),
         "fetch_512B_big_table_largest_batch": big_row,
         "fetch_512B_64k_ids": dig(tables, "512B", "65536"),
+        "sage_epoch_ratios": dig(summary, "sage", "ratios"),
         "lightgcn_s_per_epoch": {batch: {name: row.get("seconds_per_epoch") for name, row in rows.items()}
                                  for batch, rows in (lightgcn.get("results") or {}).items() if isinstance(rows, dict)
                                  and all(isinstance(r, dict) for r in rows.values())},
@@ -111,7 +112,7 @@ def summarize(work: Path, mode: str = "device", phases_run: str = "") -> dict:
     fetch = load(work / "gpu_fetch.json")
     if fetch:
         summary["fetch"] = fetch_headline(fetch)
-    for key, name in (("lightgcn", "gpu_train_lightgcn_epoch.json"), ("eval", "gpu_train_evaluation.json"),
+    for key, name in (("sage", "gpu_fetch_minibatch_epoch.json"), ("lightgcn", "gpu_train_lightgcn_epoch.json"), ("eval", "gpu_train_evaluation.json"),
                       ("nodeclass", "gpu_train_node_classification.json")):
         record = load(work / name)
         if record:
