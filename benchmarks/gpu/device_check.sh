@@ -169,7 +169,7 @@ else
   DEVICE=cuda
   PYTEST_TARGETS=$(grep -l "mark.cuda" tests/test_*.py | tr '\n' ' ')   # only the files with CUDA tests are imported
   FETCH_ARGS="--table-gb 2 --widths 128 512 2048 --batch-ids 1024 8192 65536 400000 --big-table-gb 32 --batches 10 --rounds 3"
-  SAGE_ARGS="--nodes 2000000 --edges 20000000 --dim 128 --train-nodes 32768 --batch-size 1024 --rounds 2"
+  SAGE_ARGS="--nodes 2000000 --edges 20000000 --dim 128 --train-nodes 16384 --batch-size 1024 --rounds 2"
   LGCN_ARGS="--batch-sizes 2048 8192 --batches 30 --documented-batches 10 --warmup 3 --full-epoch"
   EVAL_ARGS="--repeats 3"
   NODE_ARGS="--data cora citeseer --hops 10 --gcnii-layers 16 32 --rounds 5 --epochs-per-round 10 --warmup 5"
