@@ -85,9 +85,12 @@ def main():
     parser.add_argument("--out", default=None, help="result file (default results/evaluation.json, "
                                                     "results/gpu_train_evaluation.json for CUDA)")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    from graphrec.devices import DeviceUnavailableError, resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except DeviceUnavailableError as error:
+        raise SystemExit(str(error)) from None
 
     from graphrec.metrics import RankingEvaluator
 

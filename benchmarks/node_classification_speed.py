@@ -220,9 +220,12 @@ def main() -> None:
         args.models.append("gcnii")
     if "gcnii" in args.models and not args.gcnii_layers:
         args.gcnii_layers = [16]
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    from graphrec.devices import DeviceUnavailableError, resolve_device
+
+    try:
+        device = resolve_device(args.device)
+    except DeviceUnavailableError as error:
+        raise SystemExit(str(error)) from None
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()

@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     from torch_geometric.nn.models import GraphSAGE
 
     from graphrec.sampling import FeatureStore, NeighborSampler
-    from graphrec.sampling.neighbor import CSRGraph
+    from graphrec.data.csr import CSRGraph
 
     started = time.perf_counter()
     edge_index = power_law_graph(args.nodes, args.edges, seed=args.seed)
