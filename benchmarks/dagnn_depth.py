@@ -13,7 +13,7 @@ Writes ``results/dagnn_depth_<data>.json`` (per depth, model and seed: test accu
 macro-F1, selected epoch; mean and std) and ``results/dagnn_depth_<data>.png``.
 
 Usage: python benchmarks/dagnn_depth.py [--data cora] [--depths 1,2,4,8,16,32] [--seeds 3]
-       [--epochs 1000] [--data-dir ../shared/data] [--threads 1]
+       [--epochs 1000] [--data-dir ../shared/data] [--threads 1] [--device cuda]
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 2020, 2021, ... per depth and model")
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadiest on a shared machine)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (train.device of every run)")
     args = parser.parse_args()
 
     from graphrec import runs
@@ -57,7 +58,8 @@ def main() -> None:
             rows = []
             for seed in seeds:
                 config = build_run_config(model, args.data, overrides={
-                    DEPTH_KEY[model]: depth, "train.epochs": args.epochs, "train.seed": seed})
+                    DEPTH_KEY[model]: depth, "train.epochs": args.epochs, "train.seed": seed,
+                    "train.device": args.device})
                 _, summary = runs.fit(config, None, data=data)
                 test = summary["results"]["test"]
                 rows.append({"seed": seed, "accuracy": test["accuracy"], "macro_f1": test["macro_f1"],
@@ -77,7 +79,7 @@ def main() -> None:
     settings = {m: {k: v for k, v in build_run_config(m, args.data).to_dict()["model_config"].items()}
                 for m in models}
     path = write_result(f"dagnn_depth_{args.data}", {
-        "dataset": args.data, "split": "public", "depths": depths, "seeds": seeds, "epochs": args.epochs,
+        "dataset": args.data, "device": args.device, "split": "public", "depths": depths, "seeds": seeds, "epochs": args.epochs,
         "protocol": "official DAGNN: Adam, lowest validation loss selected, window-mean early stopping "
                     "(patience 100) after half of the epochs; test accuracy at the selected epoch",
         "model_settings": settings, "depth_means": {"dagnn": "num_hops K", "gcn": "num_layers (graph convolutions)"},

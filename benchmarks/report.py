@@ -36,13 +36,13 @@ def git_commit() -> str | None:
         return None
 
 
-def write_result(name: str, payload: dict) -> Path:
-    """Write ``results/<name>.json`` with the command, hardware, date and commit added."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_result(name: str, payload: dict, path: str | Path | None = None) -> Path:
+    """Write ``results/<name>.json`` (or ``path``) with the command, hardware, date and commit added."""
     record = {"benchmark": name, "command": "python " + " ".join(sys.argv),
               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": git_commit(),
               "hardware": hardware(), **payload}
-    path = RESULTS / f"{name}.json"
+    path = Path(path) if path else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 
