@@ -150,7 +150,7 @@ def main():
     for batch_size in args.batch_sizes:
         torch.manual_seed(0)
         started = time.perf_counter()
-        batches = list(BPRSampler(graph.train, batch_size=batch_size, seed=0).batches(0))
+        batches = list(BPRSampler(graph.train, batch_size=batch_size, seed=0).loader(0))
         sample_s = time.perf_counter() - started
         per_epoch = len(batches)
         contenders = [
