@@ -113,6 +113,7 @@ def fit_ddp(config, run_dir: str | Path, resume: bool = False, backend: str = ""
     from graphrec import runs
     from graphrec.train.trainer import make_optimizer
 
+    owns_group = not dist.is_initialized()  # a caller's own process group stays open
     rank, world_size, device = init_distributed(backend, timeout_s, config.train.device)
 
     def strategy(model: nn.Module, task: Task) -> DataParallel:
@@ -126,6 +127,7 @@ def fit_ddp(config, run_dir: str | Path, resume: bool = False, backend: str = ""
     _, summary = runs.fit(config, run_dir, resume=resume, strategy=strategy)
     if world_size > 1:
         dist.barrier()
-        dist.destroy_process_group()
+        if owns_group:
+            dist.destroy_process_group()
     summary["rank"] = rank
     return summary

@@ -142,6 +142,7 @@ def fit_parallel(config, parallel: ParallelConfig, run_dir: str | Path, resume: 
 
     check_parallel_config(config, parallel)
     train, run_dir = config.train, Path(run_dir)
+    owns_group = not dist.is_initialized()  # a caller's own process group stays open
     rank, world_size, device = init_distributed(parallel.backend, parallel.timeout_s, train.device)
 
     def strategy(model, task) -> PipelineStrategy:
@@ -161,7 +162,8 @@ def fit_parallel(config, parallel: ParallelConfig, run_dir: str | Path, resume: 
                            f"(last complete checkpoint: {run_dir / 'parallel' / 'last.json'})") from None
     if world_size > 1:
         dist.barrier()
-        dist.destroy_process_group()
+        if owns_group:
+            dist.destroy_process_group()
     summary["rank"] = rank
     return summary
 
@@ -209,6 +211,8 @@ def cli_fit(args, config, run_dir: Path, resume: bool, argv: list[str]) -> int:
         if world_size > 1 and not args.run_dir and not args.resume:
             run_dir = Path(_agree_on(str(run_dir), parallel, config.train.device))
         summary = fit_parallel(config, parallel, run_dir, resume=resume)
+    if dist.is_initialized():  # joined early by _agree_on: fit_parallel left it open
+        dist.destroy_process_group()
     if summary.get("rank", 0) == 0:
         print(json.dumps({k: summary[k] for k in ("status", "best_epoch", "monitor", "results", "train_seconds",
                                                    "parallel") if k in summary}, indent=2, default=str))
