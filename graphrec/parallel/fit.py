@@ -125,7 +125,7 @@ def check_parallel_config(config, parallel: ParallelConfig) -> None:
     refusals = {
         "train.mode=sampled": (train.mode == "sampled", "the pipeline propagates over the whole graph every epoch"),
         "train.class_weighted_loss": (train.class_weighted_loss, "the pipeline's loss is the unweighted cross-entropy"),
-        "--node-encoder": (bool(getattr(config, "node_encoder", None)),
+        "--node-encoder": (bool(config.node_encoder),
                            "the pipeline's stages take the preprocessed features only"),
         f"train.monitor={train.monitor}": (train.monitor not in PARALLEL_METRICS,
                                            f"evaluation across ranks computes {' and '.join(PARALLEL_METRICS)}"),
