@@ -4,7 +4,8 @@ early stopping as a single-process run, and exact resume (2 gloo ranks on CPU, r
 One launch of 2 ranks runs every scenario in sequence (start-up and imports dominate), each with
 ``fit_parallel`` into its own run folder; each test compares a folder with a single-process run of
 the same config. The pipeline runs one chunk without dropout, where it computes exactly what one
-process computes, so whole loss trajectories must agree, not only the logged settings.
+process computes, so whole loss trajectories must agree, not only the logged settings. A second
+launch runs ``fit_ddp`` (data-parallel LightGCN on a tiny graph) through the same loop.
 """
 from __future__ import annotations
 
@@ -63,6 +64,52 @@ def _worker(spec_path: str) -> None:
     torch.distributed.destroy_process_group()
 
 
+def _ddp_config(epochs: int):
+    from graphrec.config import RunConfig, TrainConfig
+    from graphrec.models import get_model_entry
+
+    train = TrainConfig(batch_size=16, seed=1, epochs=epochs, eval_every=1, patience=0, lr=0.01,
+                        lr_schedule="cosine", lr_decay_epochs=4, num_threads=1)
+    return RunConfig(model="lightgcn", data="tiny", model_config=get_model_entry("lightgcn").config_cls(), train=train)
+
+
+def _tiny_interactions():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from graphrec.data.interactions import InteractionGraph
+
+    matrix = sp.random(60, 80, density=0.1, random_state=np.random.default_rng(0), format="csr")
+    return InteractionGraph.from_scipy(matrix, seed=0, name="tiny")
+
+
+def _ddp_worker(out: str) -> None:
+    """Each rank: fit_ddp straight for 4 epochs, and stopped after 2 then resumed to 4."""
+    from graphrec.parallel.ddp import fit_ddp
+    from graphrec.parallel.launch import init_distributed
+
+    init_distributed("", 60.0)
+    graph = _tiny_interactions()
+    fit_ddp(_ddp_config(4), Path(out) / "straight", data=graph)
+    fit_ddp(_ddp_config(2), Path(out) / "resumed", data=graph)
+    fit_ddp(_ddp_config(4), Path(out) / "resumed", resume=True, data=graph)
+    torch.distributed.destroy_process_group()
+
+
+def _launch_this_file(*args: str) -> int:
+    from graphrec.parallel.launch import launch
+
+    env = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env if env else "")  # this checkout's graphrec
+    try:
+        return launch([sys.executable, __file__, *args], 2)
+    finally:
+        if env is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = env
+
+
 def _rows(run_dir: Path, split: str) -> list[dict]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return [row for row in rows if row.get("split") == split]
@@ -70,19 +117,9 @@ def _rows(run_dir: Path, split: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def pipe_runs(tmp_path_factory, data_root):
-    from graphrec.parallel.launch import launch
-
     folder = tmp_path_factory.mktemp("parallel_fit")
     (folder / "spec.json").write_text(json.dumps({"out": str(folder), "data_root": str(data_root)}))
-    env = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env if env else "")  # this checkout's graphrec
-    try:
-        assert launch([sys.executable, __file__, str(folder / "spec.json")], 2) == 0, "the 2-rank run failed"
-    finally:
-        if env is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = env
+    assert _launch_this_file(str(folder / "spec.json")) == 0, "the 2-rank run failed"
     return folder
 
 
@@ -135,6 +172,23 @@ def test_interrupted_pipe_run_resumes_exactly(pipe_runs):
         [row["lr"] for row in _rows(pipe_runs / "straight", "train")]
 
 
+def test_ddp_runs_through_the_trainer_and_resumes_exactly(tmp_path):
+    """fit_ddp on 2 ranks through the same loop: the schedule is logged, and a run stopped after
+    2 epochs then resumed ends with the uninterrupted run's weights."""
+    from graphrec.train.checkpoint import load_checkpoint
+
+    assert _launch_this_file("ddp", str(tmp_path)) == 0, "the 2-rank run failed"
+    summary = json.loads((tmp_path / "straight" / "summary.json").read_text())
+    assert summary["data_parallel"]["world_size"] == 2 and summary["epochs_run"] == 4
+    lrs = [row["lr"] for row in _rows(tmp_path / "straight", "train")]
+    assert len(lrs) == 4 and lrs[0] == 0.01 and lrs == sorted(lrs, reverse=True)
+    assert [row["lr"] for row in _rows(tmp_path / "resumed", "train")] == lrs
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")["model_state"]
+    resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")["model_state"]
+    for name, value in straight.items():
+        torch.testing.assert_close(resumed[name], value, rtol=0, atol=0, msg=name)
+
+
 def test_engine_optimizer_comes_from_make_optimizer():
     from graphrec.config import TrainConfig
     from graphrec.models import create_model
@@ -166,4 +220,4 @@ def test_settings_a_pipeline_cannot_honour_are_refused(setting):
 
 
 if __name__ == "__main__":
-    _worker(sys.argv[1])
+    _ddp_worker(sys.argv[2]) if sys.argv[1] == "ddp" else _worker(sys.argv[1])

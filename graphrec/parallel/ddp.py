@@ -107,9 +107,10 @@ class DataParallel(SingleProcess):
             dist.barrier()
 
 
-def fit_ddp(config, run_dir: str | Path, resume: bool = False, backend: str = "", timeout_s: float = 60.0
-            ) -> dict[str, Any]:
-    """Train a recommender as this rank of a data-parallel group (see the module docstring)."""
+def fit_ddp(config, run_dir: str | Path, resume: bool = False, backend: str = "", timeout_s: float = 60.0,
+            data=None) -> dict[str, Any]:
+    """Train a recommender as this rank of a data-parallel group (see the module docstring);
+    ``data``: the dataset already in memory (else read from ``config``)."""
     from graphrec import runs
     from graphrec.train.trainer import make_optimizer
 
@@ -124,7 +125,7 @@ def fit_ddp(config, run_dir: str | Path, resume: bool = False, backend: str = ""
         sharded.wrap(model, device)
         return DataParallel(model, sharded, make_optimizer(model, config.train))
 
-    _, summary = runs.fit(config, run_dir, resume=resume, strategy=strategy)
+    _, summary = runs.fit(config, run_dir, resume=resume, data=data, strategy=strategy)
     if world_size > 1:
         dist.barrier()
         if owns_group:
