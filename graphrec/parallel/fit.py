@@ -217,6 +217,8 @@ def cli_fit(args, config, run_dir: Path, resume: bool, argv: list[str]) -> int:
         print(json.dumps({k: summary[k] for k in ("status", "best_epoch", "monitor", "results", "train_seconds",
                                                    "parallel") if k in summary}, indent=2, default=str))
         sys.stdout.flush()
+    if summary.get("status") == "interrupted":  # as a single-process run: resume with --resume RUN_DIR
+        return 130
     return 0
 
 
