@@ -24,7 +24,7 @@ from graphrec.data.idmap import IdMap
 from graphrec.data.interactions import InteractionGraph
 from graphrec.metrics.ranking import top_k_items
 from graphrec.models import get_model_entry
-from graphrec.train import RecommendationTask, Trainer, load_checkpoint, save_checkpoint
+from graphrec.train import load_checkpoint, save_checkpoint
 
 
 class Recommender:
@@ -70,12 +70,13 @@ class Recommender:
         if graph.valid is None or graph.valid.nnz == 0:
             raise ValueError("no validation interactions: users need at least 2 interactions "
                              "(or pass valid_fraction > 0)")
-        torch.manual_seed(self.train_config.seed)
-        config = dataclasses.replace(self.train_config, protocol="validation")
-        task = RecommendationTask(graph, config)
-        self.model = task.build_model(self.entry, self.model_config)
-        trainer = Trainer(self.model, task, config, run_dir=run_dir)
-        summary = trainer.fit()
+        from graphrec import runs
+        from graphrec.config import RunConfig
+
+        train = dataclasses.replace(self.train_config, protocol="validation")
+        config = RunConfig(model=self.model_name, data=graph.name, model_config=self.model_config, train=train)
+        trainer, summary = runs.fit(config, run_dir, data=graph)  # the same path as `graphrec fit`
+        self.model = trainer.model
         self.history = trainer.history
         self.summary = summary
         self._use_graph(graph)

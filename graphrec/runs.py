@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from torch import nn
 
 from graphrec.config import RunConfig, run_config_from_dict
 from graphrec.data.interactions import InteractionGraph
@@ -18,6 +19,7 @@ from graphrec.train import RecommendationTask, Trainer, load_checkpoint
 from graphrec.train.hetero_classification import HeteroNodeClassificationTask
 from graphrec.train.node_classification import NodeClassificationTask
 from graphrec.train.task import Task
+from graphrec.train.strategy import TrainingStrategy
 from graphrec.train.threads import set_num_threads
 
 #: task name -> factory(data, train_config) -> Task (full batch; see make_task for train.mode=sampled)
@@ -55,8 +57,12 @@ def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
 
 
 def fit(config: RunConfig, run_dir: str | Path | None = None, resume: bool = False, data=None,
-        ) -> tuple[Trainer, dict[str, Any]]:
-    """Train ``config`` into ``run_dir`` (resuming from its ``last.pt`` when asked)."""
+        strategy: Callable[[nn.Module, Task], TrainingStrategy] | None = None) -> tuple[Trainer, dict[str, Any]]:
+    """Train ``config`` into ``run_dir`` (resuming from its checkpoint when asked).
+
+    Every run goes through :meth:`Trainer.fit`: ``strategy(model, task)`` makes the strategy of a
+    distributed run (:mod:`graphrec.parallel`); None trains on this process.
+    """
     set_num_threads(config.train.num_threads)
     torch.manual_seed(config.train.seed)
     task = make_task(config, data)
@@ -66,7 +72,9 @@ def fit(config: RunConfig, run_dir: str | Path | None = None, resume: bool = Fal
         from graphrec.encoders.graph import attach_node_encoder
 
         model = attach_node_encoder(model, task, entry, config)
-    trainer = Trainer(model, task, config.train, run_dir=run_dir, run_config=config.to_dict())
+    chosen = strategy(model, task) if strategy is not None else None
+    trainer = Trainer(model, chosen.task if chosen is not None else task, config.train, run_dir=run_dir,
+                      run_config=config.to_dict(), strategy=chosen)
     if resume:
         trainer.resume()
     summary = trainer.fit()

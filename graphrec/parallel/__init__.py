@@ -3,7 +3,7 @@ GNNs), graph parallelism (METIS partitions + halo exchange), their hybrid, and D
 
 Entry points: ``graphrec fit --nproc N --parallel pipe|graph|hybrid`` (or ``torchrun ... -m graphrec fit``),
 :class:`~graphrec.parallel.engine.PipelineEngine` from Python, :mod:`graphrec.parallel.scenarios` for
-scripted runs. See :mod:`graphrec.parallel.engine` for the design and its choices.
+scripted runs. Design and measurements: docs/parallel.md.
 """
 from graphrec.parallel.comm import Comm, PeerFailure
 from graphrec.parallel.engine import MODES, ParallelConfig, PipelineEngine

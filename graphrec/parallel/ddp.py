@@ -11,9 +11,10 @@ Trainer as single-process runs: only the task is wrapped.
   model's ``loss(batch)`` (DDP hooks ``forward``; our recommenders expose their loss as a method),
   so gradients are bucket-all-reduced and averaged during ``backward`` exactly as DDP does. DDP
   also broadcasts rank 0's initial parameters.
-* Every rank evaluates (same parameters, so the same metrics and the same early-stopping decision
-  without extra messages); only rank 0 writes the run folder. ``--resume`` makes every rank load
-  rank 0's ``last.pt`` (one machine or a shared file system).
+* :class:`DataParallel` is the Trainer's strategy: every rank evaluates (same parameters, so the
+  same metrics and the same early-stopping decision without extra messages); stop requests and time
+  limits are agreed at the end of each epoch; only rank 0 writes the run folder. ``--resume`` makes
+  every rank load rank 0's ``last.pt`` (one machine or a shared file system).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from graphrec.parallel.launch import init_distributed
+from graphrec.train.strategy import SingleProcess
 from graphrec.train.task import Task
 
 
@@ -83,29 +85,50 @@ class ShardedTask(Task):
                                                           "batches_per_rank": self.num_batches()}}
 
 
-def fit_ddp(config, run_dir: str | Path, resume: bool = False, backend: str = "", timeout_s: float = 60.0
-            ) -> dict[str, Any]:
-    """Train a recommender as this rank of a data-parallel group (see the module docstring)."""
-    from graphrec.models import get_model_entry
-    from graphrec.runs import make_task
-    from graphrec.train import Trainer
-    from graphrec.train.threads import set_num_threads
+class DataParallel(SingleProcess):
+    """The single-process step over a :class:`ShardedTask` (gradients all-reduced by DDP), as one rank."""
 
+    stops_mid_epoch = False  # a rank that stopped alone would leave the others in an all-reduce
+
+    def __init__(self, model: nn.Module, task: ShardedTask, optimizer: torch.optim.Optimizer):
+        super().__init__(model, task, optimizer)
+        self.is_writer = task.rank == 0
+        self.world_size = task.world_size
+
+    def any_rank(self, *flags: bool) -> tuple[bool, ...]:
+        if self.world_size == 1:
+            return tuple(bool(flag) for flag in flags)
+        values = torch.tensor([float(bool(flag)) for flag in flags])
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return tuple(bool(value > 0) for value in values.tolist())
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def fit_ddp(config, run_dir: str | Path, resume: bool = False, backend: str = "", timeout_s: float = 60.0,
+            data=None) -> dict[str, Any]:
+    """Train a recommender as this rank of a data-parallel group (see the module docstring);
+    ``data``: the dataset already in memory (else read from ``config``)."""
+    from graphrec import runs
+    from graphrec.train.trainer import make_optimizer
+
+    owns_group = not dist.is_initialized()  # a caller's own process group stays open
     rank, world_size, device = init_distributed(backend, timeout_s, config.train.device)
-    set_num_threads(config.train.num_threads)
-    torch.manual_seed(config.train.seed)
-    base = make_task(config)
-    task = ShardedTask(base, rank, world_size)
-    model = task.build_model(get_model_entry(config.model), config.model_config)
-    task.wrap(model, device)
-    run_dir = Path(run_dir)
-    trainer = Trainer(model, task, config.train, run_dir=run_dir if rank == 0 else None,
-                      run_config=config.to_dict())
-    if resume:
-        trainer.resume(run_dir / "last.pt")
-    summary = trainer.fit()
+
+    def strategy(model: nn.Module, task: Task) -> DataParallel:
+        if task.num_batches() < world_size:
+            raise ValueError(f"--parallel ddp gives each of the {world_size} ranks its own batches, but this task "
+                             f"has {task.num_batches()} per epoch (full-graph training): use --parallel pipe or graph")
+        sharded = ShardedTask(task, rank, world_size)
+        sharded.wrap(model, device)
+        return DataParallel(model, sharded, make_optimizer(model, config.train))
+
+    _, summary = runs.fit(config, run_dir, resume=resume, data=data, strategy=strategy)
     if world_size > 1:
         dist.barrier()
-        dist.destroy_process_group()
+        if owns_group:
+            dist.destroy_process_group()
     summary["rank"] = rank
     return summary

@@ -1,71 +1,14 @@
-"""GNNPipe: layer-pipelined full-graph training, graph parallelism and their hybrid, on one engine.
+"""GNNPipe: layer-pipelined full-graph training of GCN/GCNII, graph parallelism (METIS partitions with
+halo exchange) and their hybrid, as one rank's :class:`PipelineEngine` (Chen, Chen, Qian, arXiv 2308.10087).
 
-Following "GNNPipe: Scaling Deep GNN Training with Pipelined Model Parallelism" (Chen, Chen, Qian,
-arXiv 2308.10087). No public implementation exists; every design choice is stated here.
-
-Layout
-    ``world_size = stages x parts``; rank ``r`` is stage ``r // parts``, partition ``r % parts``.
-    *pipe*: ``parts = 1`` (every stage holds the whole graph; GNNPipe proper). *graph*: ``stages = 1``
-    (each rank owns one METIS partition and all layers; the baseline). *hybrid*: both. *single*: 1 x 1.
-    The L message-passing layers are cut into ``stages`` consecutive, balanced blocks
-    (:func:`~graphrec.parallel.stages.split_layers`); the input transform goes with stage 0, the
-    output layer with the last stage. Every rank builds the whole model from the same seed (identical
-    initialisation without a broadcast) and keeps only its block's parameters in its optimizer.
-
-Chunks and historical embeddings (the paper's "dependent chunks")
-    Each partition's nodes are cut into ``chunks`` METIS chunks that flow through the pipeline in
-    order: stage ``s`` computes chunk ``c`` while stage ``s+1`` computes chunk ``c-1``. Computing layer
-    ``l`` for chunk ``c`` needs layer-``l-1`` rows of its in-neighbours in other chunks, which this
-    stage has either already computed this epoch (earlier chunks) or not yet (later chunks). Every
-    stage keeps one history table per hidden layer input it computes (``[local rows, hidden]``,
-    overwritten with each chunk's fresh rows as soon as they exist) and reads other chunks' rows from
-    it: fresh for earlier chunks, previous-epoch ("historical", staleness 1 epoch) for later ones.
-    Choices (ours, stated because the paper leaves them to the implementation):
-
-    * History rows are **detached**: gradients flow only inside a chunk (as in GNNAutoScale, Fey et
-      al. 2021). Chunks are then independent autograd graphs, so backward runs chunk by chunk in
-      reverse order, pipelined like the forward, and a chunk's graph is freed after its backward.
-    * The first layer's inputs are computed from the features, which every rank holds: never stale.
-    * ``shuffle_chunks`` (default on) permutes the chunk order every epoch (seeded by seed and
-      epoch). With a fixed order the first chunk reads *only* previous-epoch rows of its neighbours
-      at every layer, every epoch, and the last chunk only fresh ones: a systematic bias. Measured on
-      Cora, GCNII-16, seed 0, 150 epochs (mean test accuracy of the last 6 evaluations): one process
-      78.9; 4 chunks shuffled 78.3; 2 chunks in fixed order 75.2 with visibly larger oscillations.
-    * ``warmup_epochs`` epochs run with one chunk (exact, no staleness) before pipelining, filling
-      the history tables with meaningful rows instead of zeros; ``exact_from_epoch`` switches to the
-      exact schedule for the last epochs (a staleness-free finish, in the spirit of the paper's
-      hybrid "to ensure convergence"). Both are off by default: shuffling alone kept Cora within a
-      point of one process in our runs.
-    * Evaluation always runs the exact one-chunk schedule (no history): reported accuracy is that
-      of the trained weights, not of stale approximations.
-    * With ``chunks=1`` (or ``staleness=False``) the schedule is exact: pipelined training equals
-      single-process training (the strong equality test).
-
-    One optimizer step per epoch (full-graph training, as the paper): gradients of all chunks
-    accumulate, then every stage steps its own parameters. In hybrid/graph layouts the replicas of
-    a stage all-reduce their gradients (one flat tensor) over the stage group first.
-
-Graph parallelism
-    At every hidden layer the rows of the current chunk's owned nodes that other partitions list in
-    their halos are exchanged (:class:`~graphrec.parallel.comm.HaloExchange`, differentiable), then
-    each rank computes its owned rows. Edge weights are the whole graph's GCN normalisation, so
-    partitioned layers are exact.
-
-Communication
-    Stage -> stage: per chunk, the owned rows of the block's output (plus GCNII's ``H0``) forward and
-    their gradients backward, non-blocking point-to-point. Everything is counted by
-    :class:`~graphrec.parallel.comm.Comm`. GCNII's ``H0`` travels with the hidden rows (it doubles the
-    pipeline's volume for GCNII; GCN has no carried columns).
-
-Limits (known, not hidden)
-    Every rank reads the whole dataset and builds the whole model before keeping its share (simple and
-    bit-identical initialisation; a graph that does not fit one host's memory needs a partitioned
-    loader first). Per-rank tensors (features, history tables, halo) are local rows only. Sends are
-    non-blocking but compute and communication are not overlapped on separate CUDA streams. The
-    schedule is GPipe-like (all forwards, then all backwards, one step per epoch), not 1F1B.
+``world_size = stages x parts``: rank ``r`` is stage ``r // parts`` of partition ``r % parts``. Each
+partition's nodes flow through the stages in ``chunks``; rows of other chunks come from per-layer
+history tables (detached, at most one epoch stale), and with one chunk the schedule is exact. One
+optimizer step per epoch. Design and measurements: docs/parallel.md.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -73,16 +16,18 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from graphrec.config import TrainConfig
 from graphrec.parallel.comm import Comm, HaloExchange
 from graphrec.parallel.partition import build_rank_plans, partition_and_chunk
 from graphrec.parallel.stages import DropoutMasks, split_layers, staged
+from graphrec.train.trainer import load_optimizer_state, make_optimizer
 
 MODES = ("single", "pipe", "graph", "hybrid")
 
 
 @dataclass
 class ParallelConfig:
-    """How a run is spread over ranks (see the module docstring)."""
+    """How a run is spread over ranks (docs/parallel.md)."""
 
     mode: str = "pipe"
     #: pipeline stages in hybrid mode (pipe: world size; graph/single: 1)
@@ -95,7 +40,8 @@ class ParallelConfig:
     #: epochs from this one on (0-based; 0 = never) run the exact one-chunk schedule: a staleness-free
     #: finish, so the selected weights are fine-tuned without historical embeddings
     exact_from_epoch: int = 0
-    #: permute the chunk order every epoch (seeded by seed and epoch); see the module docstring
+    #: permute the chunk order every epoch (seeded by seed and epoch): a fixed order biases the first
+    #: chunk towards stale rows
     shuffle_chunks: bool = True
     metis_seed: int = 0
     #: "" = gloo on CPU, nccl on CUDA
@@ -134,14 +80,20 @@ class PipelineEngine:
         model: the full registered model (GCN or GCNII), built from the same seed on every rank.
         x, edge_index, y: the whole graph (features preprocessed), on every rank.
         masks: ``{"train", "valid", "test"}`` boolean node masks.
-        config: the :class:`ParallelConfig`; ``lr``/``weight_decay``/``seed``: optimisation.
+        config: the :class:`ParallelConfig`.
+        lr, weight_decay: Adam's settings when ``optimizer_config`` is not given.
+        optimizer_config: the run's :class:`~graphrec.config.TrainConfig`: this stage's optimizer is
+            :func:`~graphrec.train.trainer.make_optimizer` of it (``train.optimizer``, weight decay,
+            fused Adam), as in a single-process run.
+        seed: dropout masks and chunk order derive from it.
         rank, world_size: this process in the default process group (initialised by the caller
             when ``world_size > 1``).
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, edge_index: torch.Tensor, y: torch.Tensor,
-                 masks: dict[str, torch.Tensor], config: ParallelConfig, lr: float, weight_decay: float,
-                 seed: int = 0, rank: int = 0, world_size: int = 1, device: str = "cpu"):
+                 masks: dict[str, torch.Tensor], config: ParallelConfig, lr: float = 0.01, weight_decay: float = 0.0,
+                 seed: int = 0, rank: int = 0, world_size: int = 1, device: str = "cpu",
+                 optimizer_config: TrainConfig | None = None):
         self.config, self.rank, self.world_size = config, rank, world_size
         self.num_stages, self.num_parts = config.layout(world_size)
         self.stage, self.part = divmod(rank, self.num_parts)
@@ -159,7 +111,10 @@ class PipelineEngine:
                     seen.add(id(param))
                     self.params.append(param)
         self.param_names = [name for name, p in model.named_parameters() if id(p) in seen]
-        self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay)
+        self.optimizer = _stage_optimizer(model, seen, optimizer_config or TrainConfig(weight_decay=weight_decay))
+        if optimizer_config is None:  # the lr shortcut may be 0 (frozen weights), which TrainConfig refuses
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         num_nodes = int(x.shape[0])
         self.num_nodes, self.seed = num_nodes, seed
 
@@ -254,7 +209,8 @@ class PipelineEngine:
     # ------------------------------------------------------------------ train
     def train_epoch(self, epoch: int) -> float:
         """One full-graph step: pipelined forward of every chunk, pipelined backward, one update.
-        Returns the global training loss (mean cross-entropy of the train nodes), on every rank."""
+        Returns the global training loss (mean cross-entropy of the train nodes), on every rank;
+        a non-finite loss leaves the parameters untouched."""
         self.model.train()
         self.drop.start_epoch(epoch, training=True)
         exact = epoch < self.config.warmup_epochs or 0 < self.config.exact_from_epoch <= epoch
@@ -293,11 +249,13 @@ class PipelineEngine:
                 size = param.numel()
                 param.grad = flat[offset:offset + size].view_as(param).clone()
                 offset += size
-        self.optimizer.step()
         self.comm.flush()
         total = torch.tensor([loss_total], dtype=torch.float64, device=self.device)
         self.comm.all_reduce(total, "metrics")
-        return float(total)
+        loss = float(total)
+        if math.isfinite(loss):  # every rank knows the global loss: a NaN step is skipped everywhere
+            self.optimizer.step()
+        return loss
 
     # ------------------------------------------------------------------ eval
     @torch.no_grad()
@@ -365,7 +323,7 @@ class PipelineEngine:
         with torch.no_grad():
             for name, value in state["params"].items():
                 named[name].copy_(value)
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.optimizer, state["optimizer"])
         for key, value in state["history"].items():
             self.history[int(key)].copy_(value)
 
@@ -375,6 +333,19 @@ class PipelineEngine:
                 "halo_nodes": self.plan.num_local - self.plan.num_owned,
                 "chunk_sizes": [c.own.stop - c.own.start for c in self.plan.chunks],
                 "stale_rows": [int(c.stale.numel()) for c in self.plan.chunks]}
+
+
+def _stage_optimizer(model: nn.Module, owned: set[int], config: TrainConfig) -> torch.optim.Optimizer:
+    """``make_optimizer`` over this stage's parameters: it takes the trainable ones, so the other
+    stages' parameters are frozen for the call (and only for it)."""
+    others = [p for p in model.parameters() if id(p) not in owned and p.requires_grad]
+    for param in others:
+        param.requires_grad_(False)
+    try:
+        return make_optimizer(model, config)
+    finally:
+        for param in others:
+            param.requires_grad_(True)
 
 
 def comm_volume(engine: PipelineEngine) -> dict[str, float]:

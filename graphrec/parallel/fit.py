@@ -1,27 +1,20 @@
-"""``graphrec fit --parallel pipe|graph|hybrid``: a run folder from a distributed node-classification run.
+"""``graphrec fit --parallel pipe|graph|hybrid``: the Trainer's loop over a :class:`PipelineEngine`.
 
-Why not the :class:`~graphrec.train.Trainer`: its loop owns ``loss.backward()`` and
-``optimizer.step()`` on one process, while here every stage owns different parameters and backward
-is a schedule of sends and receives across ranks (:meth:`PipelineEngine.train_epoch`). The loop below
-keeps the Trainer's contract where it applies: evaluation every ``eval_every`` epochs on the validation
-split, selection on ``train.monitor`` (``loss`` or ``accuracy``), patience, ``time_limit_s``, a run folder
-with ``config.yaml``, ``metrics.jsonl``, ``best.pt`` (the *full* model, gathered, loadable by
-``graphrec eval``) and ``summary.json`` written by rank 0, and exact resume.
-
-Checkpoints: every ``checkpoint_every`` epochs each rank atomically writes
-``parallel/rank<r>-epoch<e>.pt`` (its parameters, optimizer, history tables, loop state); after a
-barrier rank 0 atomically writes ``parallel/last.json`` naming epoch ``e``. ``--resume`` loads the
-epoch the manifest names, so a crash between two ranks' writes never mixes epochs; files older than
-two generations are deleted. Dropout masks derive from (seed, epoch), so a resumed run continues
-exactly as an uninterrupted one.
+:class:`PipelineStrategy` is the engine as a :class:`~graphrec.train.strategy.TrainingStrategy`: one
+step per epoch (the whole graph through the pipeline), evaluation across ranks, per-rank state.
+Everything else (schedule, optimizer, evaluation cadence, selection, early stopping, the run folder
+written by rank 0, ``best.pt`` gathered into the plain model) is :meth:`Trainer.fit
+<graphrec.train.Trainer.fit>`'s, as in a single-process run. Checkpoints: every ``checkpoint_every``
+epochs (and when the loop returns) each rank atomically writes ``parallel/rank<r>-epoch<e>.pt``; after
+a barrier rank 0 atomically writes ``parallel/last.json`` naming epoch ``e``, which ``--resume``
+reads, so ranks never mix epochs. Design and measurements: docs/parallel.md.
 """
 from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -29,117 +22,148 @@ import torch.distributed as dist
 from graphrec.parallel.comm import PeerFailure
 from graphrec.parallel.engine import ParallelConfig, PipelineEngine, comm_volume
 from graphrec.parallel.launch import init_distributed
+from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
+from graphrec.train.strategy import TrainingStrategy
+
+#: metrics the engine computes across ranks (the only possible train.monitor values)
+PARALLEL_METRICS = ("loss", "accuracy")
+
+
+class PipelineStrategy(TrainingStrategy):
+    """One rank of a pipe/graph/hybrid run for the Trainer (see the module docstring)."""
+
+    stops_mid_epoch = False  # one step per epoch
+
+    def __init__(self, engine: PipelineEngine, task, checkpoint_every: int = 10):
+        self.engine, self.task, self.model = engine, task, engine.model
+        self.optimizer = engine.optimizer
+        self.is_writer = engine.rank == 0
+        self.checkpoint_every = checkpoint_every
+        self._best: dict[str, torch.Tensor] | None = None
+
+    def num_batches(self) -> int:
+        return 1
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[int]:
+        if start == 0:
+            yield epoch  # the engine's step: dropout masks and chunk order derive from the epoch
+
+    def batch_samples(self, batch: int) -> int:
+        return self.engine.num_train
+
+    def train_step(self, batch: int) -> float:
+        return self.engine.train_epoch(batch)
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        return self.engine.evaluate()[split]
+
+    def any_rank(self, *flags: bool) -> tuple[bool, ...]:
+        values = torch.tensor([float(bool(flag)) for flag in flags], dtype=torch.float64, device=self.engine.device)
+        self.engine.comm.all_reduce(values, "control")
+        return tuple(bool(value > 0) for value in values.tolist())
+
+    def barrier(self) -> None:
+        self.engine.comm.barrier("barrier")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"engine": self.engine.state_dict(), "best_state": self._best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.engine.load_state_dict(state["engine"])
+        self._best = state.get("best_state")
+
+    def model_state(self) -> dict[str, torch.Tensor] | None:
+        return self.engine.gather_model_state()
+
+    def remember_best(self, saved: bool) -> None:
+        self._best = self.engine.owned_state()  # this rank's share: it travels in the rank's checkpoint
+
+    def restore_best(self, path: Path | None) -> None:
+        if self._best is None:
+            return
+        named = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in self._best.items():
+                named[name].copy_(value)
+
+    def checkpoint_path(self, run_dir: Path) -> Path:
+        return run_dir / "parallel" / "last.json"
+
+    def write_checkpoint(self, state: dict[str, Any], run_dir: Path, epoch: int, final: bool) -> None:
+        if not final and epoch % self.checkpoint_every:
+            return
+        folder, rank = run_dir / "parallel", self.engine.rank
+        save_checkpoint(state, folder / f"rank{rank}-epoch{epoch}.pt")
+        self.engine.comm.barrier("checkpoint barrier")
+        if rank == 0:  # the manifest names an epoch only once every rank has written it
+            temp = folder / ".last.json.tmp"
+            temp.write_text(json.dumps({"epoch": epoch, "world_size": self.engine.world_size}))
+            os.replace(temp, folder / "last.json")
+        for old in folder.glob(f"rank{rank}-epoch*.pt"):
+            if int(old.stem.split("epoch")[1]) < epoch - 2 * self.checkpoint_every:
+                old.unlink(missing_ok=True)
+
+    def read_checkpoint(self, run_dir: Path) -> dict[str, Any]:
+        folder = run_dir / "parallel"
+        epoch = json.loads((folder / "last.json").read_text())["epoch"]
+        return load_checkpoint(folder / f"rank{self.engine.rank}-epoch{epoch}.pt")
+
+    def describe(self) -> dict[str, Any]:
+        engine = self.engine
+        return {"parallel": {**vars(engine.config), "world_size": engine.world_size, **engine.layout_summary()},
+                "communication_bytes_all_ranks": comm_volume(engine)}
+
+
+def check_parallel_config(config, parallel: ParallelConfig) -> None:
+    """Refuse, with the reason, every setting a pipe/graph/hybrid run cannot honour."""
+    from graphrec.models import get_model_entry
+
+    train, task = config.train, get_model_entry(config.model).task
+    if task != "node_classification":
+        raise ValueError(f"--parallel {parallel.mode} trains node-classification models (gcn, gcnii); "
+                         f"'{config.model}' is a {task} model: use --parallel ddp")
+    refusals = {
+        "train.mode=sampled": (train.mode == "sampled", "the pipeline propagates over the whole graph every epoch"),
+        "train.class_weighted_loss": (train.class_weighted_loss, "the pipeline's loss is the unweighted cross-entropy"),
+        "--node-encoder": (bool(config.node_encoder),
+                           "the pipeline's stages take the preprocessed features only"),
+        f"train.monitor={train.monitor}": (train.monitor not in PARALLEL_METRICS,
+                                           f"evaluation across ranks computes {' and '.join(PARALLEL_METRICS)}"),
+    }
+    for setting, (refused, reason) in refusals.items():
+        if refused:
+            raise ValueError(f"--parallel {parallel.mode} cannot run with {setting}: {reason}")
 
 
 def fit_parallel(config, parallel: ParallelConfig, run_dir: str | Path, resume: bool = False,
                  checkpoint_every: int = 10) -> dict[str, Any]:
     """Train ``config`` (a :class:`~graphrec.config.RunConfig`) as this process's rank."""
-    from graphrec.models import get_model_entry
-    from graphrec.runs import make_task
-    from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
-    from graphrec.train.runlog import RunLog
-    from graphrec.train.threads import set_num_threads
+    from graphrec import runs
 
-    train = config.train
+    check_parallel_config(config, parallel)
+    train, run_dir = config.train, Path(run_dir)
+    owns_group = not dist.is_initialized()  # a caller's own process group stays open
     rank, world_size, device = init_distributed(parallel.backend, parallel.timeout_s, train.device)
-    set_num_threads(train.num_threads)
-    torch.manual_seed(train.seed)
-    task = make_task(config)
-    if get_model_entry(config.model).task != "node_classification":
-        raise ValueError(f"--parallel {parallel.mode} trains node-classification models (gcn, gcnii); "
-                         f"'{config.model}' is a {get_model_entry(config.model).task} model: use --parallel ddp")
-    model = task.build_model(get_model_entry(config.model), config.model_config)
-    engine = PipelineEngine(model, task.x.cpu(), task.edge_index.cpu(), task.y.cpu(),
-                            {k: v.cpu() for k, v in task.masks.items()}, parallel, lr=train.lr,
-                            weight_decay=train.weight_decay, seed=train.seed, rank=rank, world_size=world_size,
-                            device=device)
-    run_dir = Path(run_dir)
-    folder = run_dir / "parallel"
-    log = RunLog(run_dir) if rank == 0 else None
-    loop = {"epoch": 0, "best_value": None, "best_epoch": None, "best_metrics": {}, "bad_evals": 0,
-            "elapsed": 0.0}
-    best_state = None
-    if resume and (folder / "last.json").exists():
-        epoch = json.loads((folder / "last.json").read_text())["epoch"]
-        state = load_checkpoint(folder / f"rank{rank}-epoch{epoch}.pt")
-        engine.load_state_dict(state["engine"])
-        loop = dict(state["loop"])
-        best_state = state.get("best_state")
-        if log is not None:
-            log.truncate_after(loop["epoch"])
-    elif log is not None:
-        log.write_config(config.to_dict())
+
+    def strategy(model, task) -> PipelineStrategy:
+        engine = PipelineEngine(model, task.x.cpu(), task.edge_index.cpu(), task.y.cpu(),
+                                {k: v.cpu() for k, v in task.masks.items()}, parallel, seed=train.seed, rank=rank,
+                                world_size=world_size, device=device, optimizer_config=train)
+        return PipelineStrategy(engine, task, checkpoint_every)
+
+    if rank == 0 and not resume:
+        folder = run_dir / "parallel"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "parallel.json").write_text(json.dumps({**vars(parallel), "world_size": world_size}, indent=1))
-    status = "completed"
-    sign = 1.0 if train.monitor_mode == "min" else -1.0
     try:
-        while loop["epoch"] < train.epochs:
-            started = time.perf_counter()
-            loss = engine.train_epoch(loop["epoch"])
-            seconds = time.perf_counter() - started
-            loop["epoch"] += 1
-            loop["elapsed"] += seconds
-            epoch = loop["epoch"]
-            if log is not None:
-                log.log(epoch=epoch, split="train", loss=loss, seconds=round(seconds, 4),
-                        elapsed_s=round(loop["elapsed"], 3))
-            stop = False
-            if epoch % train.eval_every == 0 or epoch == train.epochs:
-                metrics = engine.evaluate()
-                valid = metrics["valid"]
-                if train.monitor not in valid:
-                    raise KeyError(f"monitor '{train.monitor}' is not among {sorted(valid)} for parallel runs")
-                if log is not None:
-                    log.log(epoch=epoch, split="valid", **valid)
-                value = valid[train.monitor]
-                if loop["best_value"] is None or sign * value < sign * loop["best_value"]:
-                    loop.update(best_value=value, best_epoch=epoch, best_metrics=metrics, bad_evals=0)
-                    best_state = engine.owned_state()
-                else:
-                    loop["bad_evals"] += 1
-                    stop = train.patience > 0 and loop["bad_evals"] >= train.patience
-            if epoch % checkpoint_every == 0 or epoch == train.epochs or stop:
-                save_checkpoint({"engine": engine.state_dict(), "loop": loop, "best_state": best_state},
-                                folder / f"rank{rank}-epoch{epoch}.pt")
-                engine.comm.barrier("checkpoint barrier")
-                if rank == 0:
-                    temp = folder / ".last.json.tmp"
-                    temp.write_text(json.dumps({"epoch": epoch, "world_size": world_size}))
-                    os.replace(temp, folder / "last.json")
-                for old in folder.glob(f"rank{rank}-epoch*.pt"):
-                    if int(old.stem.split("epoch")[1]) < epoch - 2 * checkpoint_every:
-                        old.unlink(missing_ok=True)
-            if stop:
-                status = "early_stopped"
-                break
-            if train.time_limit_s and loop["elapsed"] >= train.time_limit_s:
-                status = "time_limit"
-                break
+        _, summary = runs.fit(config, run_dir, resume=resume, strategy=strategy)
     except PeerFailure as error:
         raise RuntimeError(f"{error}. Resume with `graphrec fit --resume {run_dir}` "
-                           f"(last complete checkpoint: {folder / 'last.json'})") from None
-    # the selected model, gathered on rank 0 into the single-process module's state
-    if best_state is not None:
-        named = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, value in best_state.items():
-                named[name].copy_(value)
-    full_state = engine.gather_model_state()
-    volume = comm_volume(engine)
-    summary = {"status": status, "epochs_run": loop["epoch"], "best_epoch": loop["best_epoch"],
-               "monitor": f"valid/{train.monitor}", "selected_on": "valid",
-               "results": {k: v for k, v in loop["best_metrics"].items() if k in ("valid", "test")},
-               "train_seconds": round(loop["elapsed"], 2), "parallel": {**vars(parallel), "world_size": world_size,
-                                                                        **engine.layout_summary()},
-               "communication_bytes_all_ranks": volume, **task.describe()}
-    if rank == 0:
-        save_checkpoint({"run_config": config.to_dict(), "model_state": full_state, "epoch": loop["best_epoch"],
-                         "metrics": loop["best_metrics"].get("valid", {})}, run_dir / "best.pt")
-        log.write_summary(summary)
+                           f"(last complete checkpoint: {run_dir / 'parallel' / 'last.json'})") from None
     if world_size > 1:
         dist.barrier()
-        dist.destroy_process_group()
+        if owns_group:
+            dist.destroy_process_group()
     summary["rank"] = rank
     return summary
 
@@ -187,10 +211,14 @@ def cli_fit(args, config, run_dir: Path, resume: bool, argv: list[str]) -> int:
         if world_size > 1 and not args.run_dir and not args.resume:
             run_dir = Path(_agree_on(str(run_dir), parallel, config.train.device))
         summary = fit_parallel(config, parallel, run_dir, resume=resume)
+    if dist.is_initialized():  # joined early by _agree_on: fit_parallel left it open
+        dist.destroy_process_group()
     if summary.get("rank", 0) == 0:
         print(json.dumps({k: summary[k] for k in ("status", "best_epoch", "monitor", "results", "train_seconds",
                                                    "parallel") if k in summary}, indent=2, default=str))
         sys.stdout.flush()
+    if summary.get("status") == "interrupted":  # as a single-process run: resume with --resume RUN_DIR
+        return 130
     return 0
 
 

@@ -19,6 +19,7 @@ from graphrec.models.interfaces import OwnParameterGroups
 from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
 from graphrec.train.runlog import RunLog
 from graphrec.train.schedule import apply_lr
+from graphrec.train.strategy import SingleProcess, TrainingStrategy
 from graphrec.train.task import Task
 
 
@@ -92,17 +93,23 @@ class Trainer:
     and ``curves.png``. Checkpoints are written atomically; Ctrl-C or SIGTERM saves
     ``last.pt`` and returns cleanly; a NaN loss raises before the step is applied and
     leaves the last good checkpoint untouched.
+
+    This is the only training loop: ``strategy`` (a :class:`~graphrec.train.strategy.TrainingStrategy`,
+    default :class:`~graphrec.train.strategy.SingleProcess` over ``task`` and ``optimizer``) runs
+    the steps, on this process or across ranks (:mod:`graphrec.parallel`); with several ranks only
+    the strategy's writer touches the run folder.
     """
 
     def __init__(self, model: nn.Module, task: Task, config: TrainConfig, run_dir: str | Path | None = None,
-                 run_config: dict | None = None, optimizer: torch.optim.Optimizer | None = None):
+                 run_config: dict | None = None, optimizer: torch.optim.Optimizer | None = None,
+                 strategy: TrainingStrategy | None = None):
+        self.strategy = strategy or SingleProcess(model, task, optimizer or make_optimizer(model, config))
         self.model = model
         self.task = task
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.log = RunLog(self.run_dir) if self.run_dir is not None else None
+        self.log = RunLog(self.run_dir) if self.run_dir is not None and self.strategy.is_writer else None
         self.run_config = run_config or {"train": dataclasses.asdict(config)}
-        self.optimizer = optimizer or make_optimizer(model, config)
         self.epoch = 0  # completed epochs
         self.step = 0  # completed batches of the current epoch
         self.best_value: float | None = None
@@ -114,6 +121,10 @@ class Trainer:
         self.history: list[dict] = []
         self.monitor_history: list[float] = []  # every evaluated monitor value (window_mean stopping)
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.strategy.optimizer
+
     # ----------------------------------------------------------------- control
     def request_stop(self) -> None:
         """Ask the loop to save and return after the current batch (what Ctrl-C does)."""
@@ -121,7 +132,7 @@ class Trainer:
 
     @property
     def last_path(self) -> Path | None:
-        return self.run_dir / "last.pt" if self.run_dir else None
+        return self.strategy.checkpoint_path(self.run_dir) if self.run_dir else None
 
     @property
     def best_path(self) -> Path | None:
@@ -131,8 +142,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         return {
             "run_config": self.run_config,
-            "model_state": self.model.state_dict(),
-            "optimizer_state": self.optimizer.state_dict(),
+            **self.strategy.state_dict(),
             "epoch": self.epoch, "step": self.step,
             "best_value": self.best_value, "best_epoch": self.best_epoch,
             "best_metrics": self.best_metrics, "bad_evals": self.bad_evals,
@@ -141,8 +151,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model_state"])
-        load_optimizer_state(self.optimizer, state["optimizer_state"])
+        self.strategy.load_state_dict(state)
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
         self.best_metrics = dict(state["best_metrics"])
@@ -153,16 +162,23 @@ class Trainer:
 
     def resume(self, path: str | Path | None = None) -> None:
         """Continue from ``last.pt`` (or ``path``): the run proceeds exactly as if never stopped."""
-        path = Path(path) if path is not None else self.last_path
-        if path is None:
+        if path is not None:
+            state = load_checkpoint(path)
+        elif self.run_dir is not None:
+            state = self.strategy.read_checkpoint(self.run_dir)
+        else:
             raise ValueError("resume needs a run folder or a checkpoint path")
-        self.load_state_dict(load_checkpoint(path))
+        self.load_state_dict(state)
         if self.log is not None:
             self.log.truncate_after(self.epoch)
 
-    def save(self, path: Path | None = None) -> None:
-        if (path or self.last_path) is not None:
-            save_checkpoint(self.state_dict(), path or self.last_path)
+    def save(self, path: Path | None = None, final: bool = True) -> None:
+        """Write the checkpoint (``path``, else the strategy's place in the run folder; ``final``:
+        the loop returns next, so a strategy that checkpoints every few epochs writes now too)."""
+        if path is not None:
+            save_checkpoint(self.state_dict(), path)
+        elif self.run_dir is not None:
+            self.strategy.write_checkpoint(self.state_dict(), self.run_dir, self.epoch, final)
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> dict[str, Any]:
@@ -176,46 +192,38 @@ class Trainer:
                 status = self._run_epoch()
                 if status != "running":
                     break
-                if self._evaluation_due():
-                    if self._evaluate_and_select():
-                        status = "early_stopped"
-                self.save()
-                if status == "early_stopped":
+                if self._evaluation_due() and self._evaluate_and_select():
+                    status = "early_stopped"
+                stop, time_up = self.strategy.any_rank(
+                    self._stop_requested, bool(config.time_limit_s) and self.elapsed >= config.time_limit_s)
+                if status == "running":
+                    status = ("interrupted" if stop else "time_limit" if time_up
+                              else "completed" if self.epoch >= config.epochs else "running")
+                self.save(final=status != "running")
+                if status != "running":
                     break
-                if self._stop_requested:
-                    status = "interrupted"
-                    break
-                if config.time_limit_s and self.elapsed >= config.time_limit_s:
-                    status = "time_limit"
-                    break
-            else:
-                status = "completed"
         if status == "interrupted":
             return {"status": status, "epoch": self.epoch, "step": self.step,
                     "checkpoint": str(self.last_path) if self.last_path else None}
         return self._finish(status)
 
     def _run_epoch(self) -> str:
-        model, task, optimizer = self.model, self.task, self.optimizer
-        model.train()
-        lr = apply_lr(optimizer, self.config, self.epoch)
+        strategy = self.strategy
+        self.model.train()
+        lr = apply_lr(strategy.optimizer, self.config, self.epoch)
         total_loss, total_samples, batches = 0.0, 0, 0
         started = time.perf_counter()
-        progress = tqdm(total=task.num_batches(), initial=self.step, desc=f"epoch {self.epoch + 1}",
-                        leave=False, disable=None, dynamic_ncols=True)
-        for batch in task.train_batches(self.epoch, start=self.step):
-            loss = task.training_loss(model, batch)
-            value = float(loss.detach())
+        progress = tqdm(total=strategy.num_batches(), initial=self.step, desc=f"epoch {self.epoch + 1}",
+                        leave=False, disable=None if strategy.is_writer else True, dynamic_ncols=True)
+        for batch in strategy.batches(self.epoch, start=self.step):
+            value = strategy.train_step(batch)
             if not math.isfinite(value):
                 progress.close()
                 kept = f"the last good checkpoint ({self.last_path}) is kept" if self.last_path else "nothing was saved"
                 raise NonFiniteLossError(
                     f"training loss is {value} at epoch {self.epoch + 1}, batch {self.step + 1}; {kept}. "
                     "Lower train.lr, check the input data, or resume from the checkpoint with other settings.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            samples = task.batch_samples(batch)
+            samples = strategy.batch_samples(batch)
             total_loss += value * samples
             total_samples += samples
             batches += 1
@@ -224,7 +232,7 @@ class Trainer:
             if batches % 10 == 0 or batches == 1:
                 rate = total_samples / max(time.perf_counter() - started, 1e-9)
                 progress.set_postfix(loss=f"{total_loss / total_samples:.4f}", samples_s=f"{rate:,.0f}")
-            if self._stop_requested and self.step < task.num_batches():
+            if strategy.stops_mid_epoch and self._stop_requested and self.step < strategy.num_batches():
                 progress.close()
                 self.elapsed += time.perf_counter() - started
                 self.save()
@@ -247,7 +255,7 @@ class Trainer:
         """Evaluate the selection split; returns True when patience has run out."""
         config, split = self.config, self.task.selection_split
         started = time.perf_counter()
-        metrics = self.task.evaluate(self.model, split)
+        metrics = self.strategy.evaluate(split)
         if config.monitor not in metrics:
             raise KeyError(f"monitor '{config.monitor}' is not among the metrics {sorted(metrics)}; "
                            "set train.monitor to one of them")
@@ -262,11 +270,12 @@ class Trainer:
         if better:
             self.best_value, self.best_epoch, self.best_metrics = value, self.epoch, metrics
             self.bad_evals = 0
-            if self.best_path is not None:
-                save_checkpoint({"run_config": self.run_config, "model_state": self.model.state_dict(),
+            state = self.strategy.model_state()  # on every rank: gathering the model may be a collective
+            saved = self.best_path is not None and self.strategy.is_writer
+            if saved:
+                save_checkpoint({"run_config": self.run_config, "model_state": state,
                                  "epoch": self.epoch, "metrics": metrics}, self.best_path)
-            else:
-                self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.strategy.remember_best(saved)
         else:
             self.bad_evals += 1
         if config.early_stopping == "window_mean":
@@ -279,20 +288,18 @@ class Trainer:
     def _finish(self, status: str) -> dict[str, Any]:
         if self.best_epoch is None:
             self._evaluate_and_select()
-        if self.best_path is not None and self.best_path.exists():
-            self.model.load_state_dict(load_checkpoint(self.best_path)["model_state"])
-        elif getattr(self, "_best_state", None) is not None:
-            self.model.load_state_dict(self._best_state)
+        self.strategy.barrier()  # the writer's best.pt is complete before anyone reads it
+        self.strategy.restore_best(self.best_path)
         results = {}
         for split in self.task.report_splits:
             results[split] = (self.best_metrics if split == self.task.selection_split
-                              else self.task.evaluate(self.model, split))
+                              else self.strategy.evaluate(split))
         summary = {
             "status": status, "epochs_run": self.epoch, "best_epoch": self.best_epoch,
             "monitor": f"{self.task.selection_split}/{self.config.monitor}",
             "selected_on": self.task.selection_split, "results": results,
             "train_seconds": round(self.elapsed, 2), "run_config": self.run_config, **self.task.describe(),
-            "hardware": _hardware(),
+            **self.strategy.describe(), "hardware": _hardware(),
         }
         if self.log is not None:
             for split, metrics in results.items():
