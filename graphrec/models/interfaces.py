@@ -220,49 +220,34 @@ class OwnParameterGroups(Protocol):
 
 
 # ---------------------------------------------------------------------------------- pipeline stages
-#: ``(site, rows) -> rows``: the dropout of one site (``"features"``, ``"conv3"``, ``"output"``), with the
-#: rows' global node ids already bound by the caller, so a node is dropped alike on every rank and stage
-Dropout = Callable[[str, torch.Tensor], torch.Tensor]
-#: ``rows of the in-neighbourhood -> rows of the targets``: ``A_hat`` restricted to a block of target rows
-Propagate = Callable[[torch.Tensor], torch.Tensor]
-
-
 @runtime_checkable
 class LayerwiseModel(Protocol):
     """A deep node classifier exposed layer by layer, so pipeline stages run blocks of its layers
     on blocks of rows with the model's own parameters (GNNPipe-style, :mod:`graphrec.parallel`).
 
-    To be implemented by GCN and GCNII (today :mod:`graphrec.parallel.stages` adapts them from the
-    outside). Called by :mod:`graphrec.parallel.stages` / the pipeline engine: ``input_layer`` on
-    the feature rows, ``conv_layer`` for layers ``0..num_convs-1`` (each stage its consecutive
-    block, exchanging hidden rows of width ``hidden_channels`` plus ``carry_channels`` carried
-    ones), ``output_layer`` on the last stage. The single-process forward is the same computation
-    with ``propagate`` the full ``A_hat`` product and ``dropout`` plain dropout.
+    Implemented by GCN and GCNII. Called by :mod:`graphrec.parallel.stages` and the pipeline
+    engine: ``input_layer`` on the feature rows, ``layer`` for layers ``0..num_layers-1`` (each
+    stage its consecutive block, on an :class:`~graphrec.nn.EdgeBlock` of the target rows),
+    ``output_layer`` on the last stage. The single-process ``forward`` is the same computation over
+    the whole graph, with plain dropout where the engine draws per-epoch masks at the rate ``dropout``.
     """
 
-    #: message-passing layers L, numbered ``0..L-1``
-    num_convs: int
-    #: width of the rows conv ``l > 0`` reads
-    hidden_channels: int
-    #: extra per-node columns a stage hands to the next besides the hidden rows (GCNII: ``H0``; else 0)
-    carry_channels: int
     #: the rate of every dropout site; the engine draws its per-epoch masks with it
     dropout: float
 
-    def input_layer(self, x: torch.Tensor, dropout: Dropout) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(input rows of conv 0, carried rows or None)`` from raw feature rows (local, never stale)."""
+    @property
+    def num_layers(self) -> int:
+        """Message-passing layers L, numbered ``0..L-1``."""
 
-    def conv_layer(self, layer: int, h: torch.Tensor, propagate: Propagate, carried: torch.Tensor | None,
-                   dropout: Dropout) -> torch.Tensor:
-        """Conv ``layer`` for a block of target rows: ``h`` are the rows of their in-neighbourhood,
-        ``carried`` the targets' carried rows; returns the targets' output rows."""
+    def input_layer(self, x: torch.Tensor) -> torch.Tensor:
+        """The input rows of layer 0 (and GCNII's ``H0``) from raw feature rows."""
 
-    def output_layer(self, h: torch.Tensor, dropout: Dropout) -> torch.Tensor:
-        """Class scores from the last conv's rows."""
+    def layer(self, index: int, h: torch.Tensor, h0: torch.Tensor | None, adjacency) -> torch.Tensor:
+        """Layer ``index`` for the target rows of ``adjacency`` (the whole graph's ``A_hat`` or an
+        :class:`~graphrec.nn.EdgeBlock`): ``h`` are the rows it reads, ``h0`` the targets' carried rows."""
 
-    def layer_modules(self, first: int, stop: int, is_first: bool, is_last: bool) -> list[nn.Module]:
-        """The modules holding the parameters of convs ``first..stop-1`` (plus the input / output
-        layers on the first / last stage): what a stage owns, steps and checkpoints."""
+    def output_layer(self, h: torch.Tensor) -> torch.Tensor:
+        """Class scores from the last layer's rows."""
 
 
 #: the Protocol every model registered for a task meets (``ModelEntry.task`` -> Protocol)

@@ -145,7 +145,7 @@ class PipelineEngine:
         hidden_inputs = range(max(self.first, 1), self.stop)
         self.history = {layer: torch.zeros(plan.num_local, self.staged.hidden, device=self.device)
                         for layer in hidden_inputs}
-        self.drop = DropoutMasks(getattr(model, "dropout", 0.0), seed, num_nodes)
+        self.drop = DropoutMasks(model.dropout, seed, num_nodes)  # staged() checked the LayerwiseModel contract
         # stage groups (replicas of one stage) for gradient all-reduce: every rank creates all of them
         self.group = None
         if world_size > 1 and self.num_parts > 1:
@@ -350,15 +350,7 @@ def _stage_optimizer(model: nn.Module, owned: set[int], config: TrainConfig) -> 
 
 def comm_volume(engine: PipelineEngine) -> dict[str, float]:
     """Bytes per phase summed over all ranks (a collective; call on every rank)."""
-    phases = sorted(engine.comm.bytes)
-    if engine.world_size > 1:
-        names = [None] * engine.world_size
-        dist.all_gather_object(names, phases)
-        phases = sorted({p for group in names for p in group})
-    values = torch.tensor([engine.comm.bytes.get(p, 0.0) for p in phases], dtype=torch.float64)
-    if engine.world_size > 1:
-        dist.all_reduce(values)
-    return dict(zip(phases, values.tolist()))
+    return engine.comm.volume_all_ranks()
 
 
 __all__ = ["MODES", "ParallelConfig", "PipelineEngine", "comm_volume"]

@@ -132,7 +132,11 @@ def staged(model: nn.Module) -> StagedModel:
     """The layer-block adapter of a registered node-classification model."""
     from graphrec.models.gcn import GCN
     from graphrec.models.gcnii import GCNII
+    from graphrec.models.interfaces import LayerwiseModel
 
+    if not isinstance(model, LayerwiseModel):
+        raise ValueError(f"{type(model).__name__} is not exposed layer by layer (graphrec.models.interfaces."
+                         "LayerwiseModel); pipeline/graph parallelism supports gcn and gcnii")
     if isinstance(model, GCNII):
         return StagedGCNII(model)
     if isinstance(model, GCN):
