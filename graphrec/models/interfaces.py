@@ -26,7 +26,7 @@ Roles, the models that take them on, and their callers:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import scipy.sparse as sp
 import torch
