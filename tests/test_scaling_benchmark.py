@@ -56,10 +56,11 @@ def test_growth_exponent_is_the_log_log_slope():
 def test_floor_is_embeddings_optimizer_state_and_adjacency():
     args = argparse.Namespace(dim=64, layers=3, recommend_memory_mb=512.0)
     users, items, train = 1000, 2000, 50_000
-    floor = scaling.floors(users, items, train, args)["lightgcn_full"]
+    floor = scaling.floors(users, items, train, 10_000, args)["lightgcn_full"]
     embeddings = 3000 * 64 * 4
     expected = 4 * embeddings + 2 * train * 8 + 3001 * 8
     assert floor["floor_mb"] == pytest.approx(expected / 2**20, abs=0.1)
+    assert floor["gradient_and_adam"] == pytest.approx(3 * embeddings / 2**20, abs=0.1)
     assert floor["activations_mb"] == pytest.approx(3 * embeddings / 2**20, abs=0.1)
 
 
