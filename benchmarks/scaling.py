@@ -15,7 +15,7 @@ Phases (the settings are the papers' Gowalla settings):
 - ``lightgcn_sampled``: the same model trained on sampled subgraphs (``train.mode=sampled``:
   ``LinkNeighborSampler`` with ``--fanouts``, ``lightgcn_subgraph_loss``), sampling and step time;
 - ``pyg_csr``: PyG's LightGCN over a precomputed normalised torch CSR (benchmarks/lightgcn_epoch.py's
-  ``pyg-csr``), up to ``--pyg-max-interactions``;
+  ``pyg-csr``), at every size until it breaks a limit (or up to ``--pyg-max-interactions``);
 - ``ultragcn``: UltraGCN with shared negatives (batch 512, 1500 negatives), item-item build time
   (``prepare``) and step time, projected epoch;
 - ``evaluation``: full-ranking ``RankingEvaluator`` (recall/ndcg@20) on ``--eval-users`` users with
@@ -99,8 +99,10 @@ def parse_args(argv=None):
     parser.add_argument("--eval-users", type=int, default=5000)
     parser.add_argument("--recommend-users", type=int, default=5000)
     parser.add_argument("--recommend-memory-mb", type=float, default=512.0)
-    parser.add_argument("--pyg-max-interactions", type=float, default=16e6)
-    parser.add_argument("--cache-dir", default=None, help="where graphs are cached between phases (default: a temp dir)")
+    parser.add_argument("--pyg-max-interactions", type=float, default=math.inf,
+                        help="skip PyG above this size (default: none; the limits decide where it fits)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="where graphs are cached between phases (default: a temp dir)")
     parser.add_argument("--out", default=str(RESULTS / "scaling.json"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -596,7 +598,8 @@ def main(argv=None) -> int:
         "load_average": {"at_start": [round(v, 2) for v in load_start],
                          "at_end": [round(v, 2) for v in os.getloadavg()]},
         "wall_s": round(time.perf_counter() - started, 1),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "cache_dir", "data_dir")},
+        "settings": {k: None if isinstance(v, float) and math.isinf(v) else v  # strict JSON has no Infinity
+                     for k, v in vars(args).items() if k not in ("out", "cache_dir", "data_dir")},
         "model_settings": {"lightgcn": f"dim {args.dim}, {args.layers} layers, batch {args.batch_size}, Adam 1e-3",
                            "ultragcn": "Gowalla's official settings: batch 512, 1500 shared negatives, Adam 1e-4",
                            "evaluation": "recall/ndcg@20, train masked, random embeddings",

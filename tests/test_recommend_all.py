@@ -55,7 +55,8 @@ def test_file_equals_top_k_items_batch_by_batch(case, tmp_path):
     _assert_same_rows(_read_rows(report.path), expected)
     assert report.rows == len(expected) and report.users == 37
     schema = pq.read_schema(report.path)
-    assert [str(schema.field(n).type) for n in ("user", "rank", "item", "score")] == ["int64", "int32", "int64", "float"]
+    types = [str(schema.field(n).type) for n in ("user", "rank", "item", "score")]
+    assert types == ["int64", "int32", "int64", "float"]
 
 
 def test_seen_items_never_recommended(case, tmp_path):
@@ -115,3 +116,15 @@ def test_mismatched_ids_are_refused(case, tmp_path):
     user_emb, item_emb, seen = case
     with pytest.raises(ValueError, match="item ids hold 3 ids for 23 items"):
         write_recommendations(tmp_path / "x.parquet", user_emb, item_emb, item_ids=np.arange(3), progress=False)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu/device_check.sh)")
+def test_cuda_embeddings_write_the_cpu_file(case, tmp_path):
+    user_emb, item_emb, seen = case
+    budget_mb = 5 * (23 * 4 + 10 * RESULT_BYTES_PER_ROW) / (1 << 20)
+    on_cpu = write_recommendations(tmp_path / "cpu.parquet", user_emb, item_emb, k=10, exclude=seen,
+                                   max_memory_mb=budget_mb, progress=False).path
+    on_gpu = write_recommendations(tmp_path / "gpu.parquet", user_emb.cuda(), item_emb.cuda(), k=10, exclude=seen,
+                                   max_memory_mb=budget_mb, progress=False).path
+    _assert_same_rows(_read_rows(on_gpu), _read_rows(on_cpu))

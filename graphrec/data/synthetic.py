@@ -162,7 +162,8 @@ def _contains(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
 
 
 def _per_user_test_mask(rng, user_of: np.ndarray, degree: np.ndarray, fraction: float):
-    """(mask, per-user count) of a seeded random ``round(fraction * degree)`` (within ``[1, degree - 1]``) of each user's rows.
+    """(mask, per-user count) of a seeded random ``round(fraction * degree)`` of each user's rows
+    (within ``[1, degree - 1]``).
 
     ``user_of`` is sorted (rows grouped by user): ranking the rows within each user by a random key
     is one argsort of ``user + U(0, 1)``.
