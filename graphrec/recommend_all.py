@@ -112,7 +112,7 @@ def write_recommendations(
     rows = 0
     started = time.perf_counter()
     with pq.ParquetWriter(path, schema, compression=compression) as writer, \
-            tqdm(total=users.shape[0], unit="user", unit_scale=True, disable=not progress,
+            tqdm(total=users.shape[0], unit=" users", unit_scale=True, disable=not progress,
                  desc="recommend") as bar:
         for start in range(0, users.shape[0], batch):
             rows_of_batch = users[start: start + batch]

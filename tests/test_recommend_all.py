@@ -128,3 +128,10 @@ def test_cuda_embeddings_write_the_cpu_file(case, tmp_path):
     on_gpu = write_recommendations(tmp_path / "gpu.parquet", user_emb.cuda(), item_emb.cuda(), k=10, exclude=seen,
                                    max_memory_mb=budget_mb, progress=False).path
     _assert_same_rows(_read_rows(on_gpu), _read_rows(on_cpu))
+
+
+def test_progress_bar_counts_users_per_second(case, tmp_path, capsys):
+    user_emb, item_emb, seen = case
+    write_recommendations(tmp_path / "p.parquet", user_emb, item_emb, k=5, exclude=seen, progress=True)
+    err = capsys.readouterr().err
+    assert "37/37" in err and "users/s" in err
