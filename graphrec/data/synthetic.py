@@ -34,7 +34,8 @@ Memory: every array is int32 except the (user, item) pair keys, int64 while pair
 The numpy allocations peak at about 37 bytes per interaction (tracemalloc, at 250k and 1M interactions:
 the same ratio), so about 2.4 GB for 64M interactions over the interpreter's own footprint; the result
 holds 8 bytes per interaction (float32 ones and int32 item ids in two CSRs). Time grows as ``n log n``
-(two sorts of ``n`` keys): about 1.2 s per million interactions on one core.
+(two sorts of ``n`` keys): about 1.2 s per million interactions on one core at 1M, so an estimated
+two minutes for 64M.
 """
 from __future__ import annotations
 
