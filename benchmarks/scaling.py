@@ -13,7 +13,7 @@ Phases (the settings are the papers' Gowalla settings):
 - ``lightgcn_full``: graphrec LightGCN (dim 64, 3 layers, batch 2048, Adam), full-graph propagation every
   step: adjacency build, step time, projected epoch (steps x batches per epoch);
 - ``lightgcn_sampled``: the same model trained on sampled subgraphs (``train.mode=sampled``:
-  ``LinkNeighborSampler`` with ``--fanouts``, ``lightgcn_subgraph_loss``), sampling and step time;
+  ``LinkNeighborSampler`` with ``--fanouts``, ``LightGCN.subgraph_loss``), sampling and step time;
 - ``pyg_csr``: PyG's LightGCN over a precomputed normalised torch CSR (benchmarks/lightgcn_epoch.py's
   ``pyg-csr``), at every size until it breaks a limit (or up to ``--pyg-max-interactions``);
 - ``ultragcn``: UltraGCN with shared negatives (batch 512, 1500 negatives), item-item build time
@@ -250,7 +250,7 @@ def phase_bpr_sampler(graph, args, record):
 
     sampler = BPRSampler(graph.train, batch_size=args.batch_size, seed=0)
     started, triples = time.perf_counter(), 0
-    for batch in sampler.batches(0):
+    for batch in sampler.loader(0):
         triples += len(batch)
         elapsed = time.perf_counter() - started
         if elapsed > args.sampler_budget_s:
@@ -273,12 +273,12 @@ def phase_lightgcn_full(graph, args, record):
     model.prepare(graph.train)
     record.update(adjacency_build_s=time.perf_counter() - started)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    time_steps(training_step(model, optimizer, model.loss), sampler.batches(0), args, record)
+    time_steps(training_step(model, optimizer, model.loss), sampler.loader(0), args, record)
 
 
 def phase_lightgcn_sampled(graph, args, record):
     from graphrec.models import LightGCN
-    from graphrec.models.subgraph import SubgraphPropagation, lightgcn_subgraph_loss
+    from graphrec.nn import SubgraphPropagation
     from graphrec.sampling import LinkNeighborSampler
 
     started = time.perf_counter()
@@ -291,8 +291,8 @@ def phase_lightgcn_sampled(graph, args, record):
     torch.manual_seed(0)
     model = LightGCN(graph.num_users, graph.num_items, embedding_dim=args.dim, num_layers=args.layers)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    step = training_step(model, optimizer, lambda batch: lightgcn_subgraph_loss(model, batch, propagation))
-    time_steps(step, sampler.batches(0), args, record, sample_apart=True)
+    step = training_step(model, optimizer, lambda batch: model.subgraph_loss(batch, propagation))
+    time_steps(step, sampler.loader(0), args, record, sample_apart=True)
 
 
 def phase_pyg_csr(graph, args, record):
@@ -304,9 +304,9 @@ def phase_pyg_csr(graph, args, record):
     record.update(batches_per_epoch=len(sampler))
     torch.manual_seed(0)
     started = time.perf_counter()
-    step = pyg_step_fn(graph, args.dim, args.layers, "csr")
+    step = pyg_step_fn(graph, args.dim, args.layers, "csr", torch.device("cpu"))
     record.update(adjacency_build_s=time.perf_counter() - started)
-    time_steps(step, sampler.batches(0), args, record)
+    time_steps(step, sampler.loader(0), args, record)
 
 
 def phase_ultragcn(graph, args, record):
@@ -322,7 +322,7 @@ def phase_ultragcn(graph, args, record):
     model.prepare(graph.train)
     record.update(item_item_build_s=time.perf_counter() - started)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    time_steps(training_step(model, optimizer, model.loss), sampler.batches(0), args, record)
+    time_steps(training_step(model, optimizer, model.loss), sampler.loader(0), args, record)
 
 
 def _random_embeddings(graph, dim):
@@ -384,7 +384,7 @@ def import_phase_modules() -> None:
     import graphrec.loaders  # noqa: F401
     import graphrec.metrics  # noqa: F401
     import graphrec.models  # noqa: F401
-    import graphrec.models.subgraph  # noqa: F401
+    import graphrec.nn  # noqa: F401
     import graphrec.recommend_all  # noqa: F401
     import graphrec.sampling  # noqa: F401
     import graphrec.train.threads  # noqa: F401

@@ -82,7 +82,7 @@ def test_a_model_trains_on_it():
     small = synthetic_interactions(5_000, seed=1)
     model = LightGCN(small.num_users, small.num_items, embedding_dim=8, num_layers=2)
     model.prepare(small.train)
-    batch = next(iter(BPRSampler(small.train, batch_size=256, seed=0).batches(0)))
+    batch = next(iter(BPRSampler(small.train, batch_size=256, seed=0).loader(0)))
     loss = model.loss(batch)
     loss.backward()
     assert torch.isfinite(loss)
