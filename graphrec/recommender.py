@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from graphrec.config import TrainConfig, _coerce
+from graphrec.config import MOVED_KEYS, ConfigError, config_from_settings
 from graphrec.data.idmap import IdMap
 from graphrec.data.interactions import InteractionGraph
 from graphrec.metrics.ranking import top_k_items
@@ -28,8 +28,9 @@ class Recommender:
 
     Args:
         model: registered model name (``graphrec models``).
-        train: TrainConfig field overrides (e.g. ``{"lr": 1e-3}``); the model's paper
-            defaults apply otherwise. ``epochs`` may also be given directly.
+        train: ``train`` section overrides (e.g. ``{"lr": 1e-3}``); the model's paper
+            recipe applies otherwise. ``epochs`` may also be given directly.
+        sampling: ``sampling`` section overrides (e.g. ``{"num_negatives": 4}``).
         **model_params: model hyper-parameters (e.g. ``embedding_dim=32``).
 
     ``fit`` holds out a seeded per-user validation split (``valid_fraction``) to pick
@@ -38,16 +39,23 @@ class Recommender:
     """
 
     def __init__(self, model: str = "lightgcn", epochs: int | None = None,
-                 train: dict[str, Any] | None = None, **model_params):
+                 train: dict[str, Any] | None = None, sampling: dict[str, Any] | None = None, **model_params):
+        from graphrec.recipes import recipe_settings
+
         self.entry = get_model_entry(model)
         if self.entry.task != "recommendation":
             raise ValueError(f"'{model}' is a {self.entry.task} model, not a recommender")
         self.model_name = model
-        settings = {**self.entry.train_defaults, **(train or {})}
+        settings = recipe_settings(model)
+        for section, values in (("train", train), ("sampling", sampling), ("model", model_params)):
+            settings.update({f"{section}.{k}": v for k, v in (values or {}).items()})
         if epochs is not None:
-            settings["epochs"] = epochs
-        self.train_config = _build_dataclass(TrainConfig, settings, "train")
-        self.model_config = _build_dataclass(self.entry.config_cls, model_params, "model")
+            settings["train.epochs"] = epochs
+        try:
+            config = config_from_settings(model, "dataframe", settings)
+        except ConfigError as error:   # a keyword the sections do not have, or a value of the wrong type
+            raise TypeError(str(error)) from None
+        self.train_config, self.sampling_config, self.model_config = config.train, config.sampling, config.model_config
         self.model = None
         self.user_map: IdMap | None = None
         self.item_map: IdMap | None = None
@@ -67,7 +75,7 @@ class Recommender:
                              "(or pass valid_fraction > 0)")
         torch.manual_seed(self.train_config.seed)
         config = dataclasses.replace(self.train_config, protocol="validation")
-        task = RecommendationTask(graph, config)
+        task = RecommendationTask(graph, config, self.sampling_config)
         self.model = task.build_model(self.entry, self.model_config)
         trainer = Trainer(self.model, task, config, run_dir=run_dir)
         summary = trainer.fit()
@@ -105,6 +113,8 @@ class Recommender:
             "model_config": dataclasses.asdict(self.model_config),
             "train_config": {k: (list(v) if isinstance(v, tuple) else v)
                              for k, v in dataclasses.asdict(self.train_config).items()},
+            "sampling_config": {k: (list(v) if isinstance(v, tuple) else v)
+                                for k, v in dataclasses.asdict(self.sampling_config).items()},
             "model_state": self.model.state_dict(),
             "user_ids": self.user_map.ids.tolist(), "item_ids": self.item_map.ids.tolist(),
             "train": _csr_to_tensors(self._train), "seen": _csr_to_tensors(self.seen),
@@ -116,7 +126,12 @@ class Recommender:
         if state.get("kind") != "recommender":
             raise ValueError(f"{path} is a training checkpoint, not a saved Recommender; "
                              "use `graphrec eval`/`graphrec recommend` for run checkpoints")
-        rec = cls(state["model"], train=state["train_config"], **state["model_config"])
+        train = dict(state["train_config"])
+        # files saved before the sampling section kept its keys with train's
+        sampling = {MOVED_KEYS[f"train.{k}"].split(".", 1)[1]: train.pop(k) for k in list(train)
+                    if f"train.{k}" in MOVED_KEYS}
+        sampling.update(state.get("sampling_config", {}))
+        rec = cls(state["model"], train=train, sampling=sampling, **state["model_config"])
         rec.user_map, rec.item_map = IdMap(state["user_ids"]), IdMap(state["item_ids"])
         shape = (len(rec.user_map), len(rec.item_map))
         rec._train = _csr_from_tensors(state["train"], shape)
@@ -130,20 +145,6 @@ class Recommender:
     def _check_fitted(self):
         if self.model is None:
             raise RuntimeError("call fit(...) or Recommender.load(path) first")
-
-
-def _build_dataclass(cls, values: dict[str, Any], section: str):
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        import difflib
-
-        hints = {k: difflib.get_close_matches(k, list(names), n=2) for k in unknown}
-        raise TypeError(f"unknown {section} settings {hints} (valid: {sorted(names)})")
-    import typing
-
-    hints = typing.get_type_hints(cls)
-    return cls(**{k: _coerce(v, hints.get(k, Any), f"{section}.{k}") for k, v in values.items()})
 
 
 def _csr_to_tensors(matrix: sp.csr_matrix) -> dict[str, torch.Tensor]:
