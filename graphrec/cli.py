@@ -145,6 +145,8 @@ def _fit(args) -> int:
         config = run_config_from_dict(load_yaml(run_dir / "config.yaml"))
         if args.data_dir:
             config.data_dir = args.data_dir
+        if args.nproc is not None:   # the same run on another number of ranks
+            config.parallel.nproc = args.nproc
         resume = (run_dir / "last.pt").exists() or (run_dir / "parallel" / "last.json").exists()
         if not resume:
             print(f"no last.pt in {run_dir}: starting that run from the beginning", file=sys.stderr)

@@ -32,7 +32,8 @@ class GCNII(nn.Module):
     The initial residual (:math:`\alpha\mathbf{H}^{(0)}`) and the identity mapping keep a 16-64 layer
     model from over-smoothing, which makes it the deep model of the GNNPipe experiments
     (:mod:`graphrec.parallel`). Layers are PyG's :class:`~torch_geometric.nn.GCN2Conv` (shared weights);
-    ``graphrec.parallel.stages`` reuses exactly these parameters layer by layer.
+    ``graphrec.parallel.stages`` reuses exactly these parameters layer by layer. Defaults: hidden 64,
+    alpha 0.1, lambda (``theta``) 0.5, dropout 0.6 as the official Cora settings, 16 layers.
     """
 
     sparse_features = False

@@ -219,6 +219,17 @@ class LATTE(nn.Module):
     graph; a sampled batch's ``n_id``). ``relation_weights`` (after an eval-mode forward)
     returns the last pass's beta per layer and type, the paper's interpretability output;
     ``auxiliary_loss`` is the proximity loss of the last training pass (``use_proximity``).
+
+    Hyper-parameters (defaults: the official ``run.py``, method LATTE-2): ``embedding_dim`` (128),
+    ``num_layers`` (2), ``heads`` (2), ``attn_dropout``, ``dropout`` (0.2), ``classifier_dropout``
+    (0.4, the official ``nb_cls_dropout``, before the classifier); ``use_proximity`` adds the
+    proximity (link) loss of eq. 8 ("LATTE-2proximity") with ``neg_sampling_ratio`` uniform negative
+    edges per positive edge (2.0); ``embedding_std``: std of the normal init of the embeddings of
+    types without features (official: nn.Embedding's N(0, 1); 0.1 here, chosen on validation);
+    ``official_parameter_groups``: the official optimizer groups, no weight decay on biases,
+    sharpening and embeddings; ``edge_threshold``: the official ``edge_threshold``, a t-order
+    meta-path (t > 1) is composed only from the (t-1)-order edges whose previous-layer attention
+    (max over heads) is at least this (the top edge is always kept); 0 composes every edge.
     """
 
     def __init__(self, metadata, in_channels: dict[str, int], num_nodes: dict[str, int], num_classes: int,

@@ -169,7 +169,7 @@ def cli_fit(args, config, run_dir: Path, resume: bool, argv: list[str]) -> int:
     _, world_size, _ = distributed_env()
     nproc = config.parallel.nproc
     if "WORLD_SIZE" not in os.environ and nproc > 1:
-        worker_argv = _strip_flag(argv, "--nproc")
+        worker_argv = list(argv)   # workers see WORLD_SIZE and join instead of launching again
         if not args.resume and not args.run_dir:
             worker_argv += ["--run-dir", str(run_dir)]
         return launch_module("graphrec", worker_argv, nproc)
@@ -204,18 +204,3 @@ def _agree_on(value: str, parallel: ParallelConfig, device: str = "cpu") -> str:
     shared = [value]
     dist.broadcast_object_list(shared, src=0)
     return shared[0]
-
-
-def _strip_flag(argv: list[str], flag: str) -> list[str]:
-    out, skip = [], False
-    for item in argv:
-        if skip:
-            skip = False
-            continue
-        if item == flag:
-            skip = True
-            continue
-        if item.startswith(flag + "="):
-            continue
-        out.append(item)
-    return out
