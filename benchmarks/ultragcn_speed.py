@@ -53,7 +53,7 @@ class _Mode:
         self.config = build_run_config("ultragcn", data, overrides={
             "train.protocol": "paper", "sampling.shared_negatives": shared, "train.seed": seed})
         torch.manual_seed(seed)
-        self.task = RecommendationTask(graph, self.config.train)
+        self.task = RecommendationTask(graph, self.config.train, self.config.sampling)
         started = time.perf_counter()
         self.model = self.task.build_model(get_model_entry("ultragcn"), self.config.model_config)
         self.model.negative_scoring = scoring

@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from graphrec.config import MOVED_KEYS, ConfigError, config_from_settings
+from graphrec.config import MOVED_KEYS, ConfigError, build_run_config
 from graphrec.data.idmap import IdMap
 from graphrec.data.interactions import InteractionGraph
 from graphrec.metrics.ranking import top_k_items
@@ -40,19 +40,16 @@ class Recommender:
 
     def __init__(self, model: str = "lightgcn", epochs: int | None = None,
                  train: dict[str, Any] | None = None, sampling: dict[str, Any] | None = None, **model_params):
-        from graphrec.recipes import recipe_settings
-
         self.entry = get_model_entry(model)
         if self.entry.task != "recommendation":
             raise ValueError(f"'{model}' is a {self.entry.task} model, not a recommender")
         self.model_name = model
-        settings = recipe_settings(model)
-        for section, values in (("train", train), ("sampling", sampling), ("model", model_params)):
-            settings.update({f"{section}.{k}": v for k, v in (values or {}).items()})
+        overrides = {f"{section}.{k}": v for section, values in
+                     (("train", train), ("sampling", sampling), ("model", model_params)) for k, v in (values or {}).items()}
         if epochs is not None:
-            settings["train.epochs"] = epochs
-        try:
-            config = config_from_settings(model, "dataframe", settings)
+            overrides["train.epochs"] = epochs
+        try:   # the paper recipe, then these (a DataFrame is no registered dataset: no dataset recipe)
+            config = build_run_config(model, "dataframe", overrides=overrides)
         except ConfigError as error:   # a keyword the sections do not have, or a value of the wrong type
             raise TypeError(str(error)) from None
         self.train_config, self.sampling_config, self.model_config = config.train, config.sampling, config.model_config
