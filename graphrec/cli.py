@@ -18,6 +18,7 @@ examples:
   graphrec fit --model lightgcn --data gowalla --node-encoder convnext_atto --images item_images/
   graphrec fit --model latte --data acm --split 20 && graphrec explain --checkpoint runs/<run>/best.pt --plot betas.png
   graphrec fit --model gcnii --data cora --nproc 2 --parallel pipe --chunks 4 --set model.num_layers=16
+  graphrec fit --model gcnii --data cora --config examples/configs/gcnii-cora-pipe.yaml   # the same, as a file
   graphrec fit --model lightgcn --data gowalla --nproc 2 --parallel ddp
   graphrec eval --checkpoint runs/<run>/best.pt --split test
   graphrec recommend --checkpoint runs/<run>/best.pt --user 42 -k 10

@@ -304,8 +304,8 @@ def config_from_settings(model: str, data: str, settings: dict[str, Any], data_d
     sections = {name: cls() for name, cls in SECTIONS.items()}
     sections["model"] = entry.config_cls()
     for key, value in settings.items():
-        section, name = resolve_key(key, sections)
-        set_field(sections[section], name, value, f"{section}.{name}")
+        section, name = _resolve_key(key, sections)
+        _set_field(sections[section], name, value, f"{section}.{name}")
     for obj in sections.values():   # validate now that every value is set
         if hasattr(obj, "__post_init__"):
             obj.__post_init__()
@@ -365,7 +365,7 @@ def flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def resolve_key(key: str, sections: dict[str, Any]) -> tuple[str, str]:
+def _resolve_key(key: str, sections: dict[str, Any]) -> tuple[str, str]:
     """``train.lr`` -> ("train", "lr"); a bare ``lr`` works when only one section has it."""
     all_keys = [f"{s}.{f.name}" for s, obj in sections.items() for f in dataclasses.fields(obj)]
     if "." in key:
@@ -386,7 +386,7 @@ def resolve_key(key: str, sections: dict[str, Any]) -> tuple[str, str]:
     raise ConfigError(f"unknown config key '{key}'.{hint} Valid keys: {', '.join(all_keys)}")
 
 
-def set_field(obj, name: str, value, label: str) -> None:
+def _set_field(obj, name: str, value, label: str) -> None:
     """``obj.name = value`` coerced to the field's annotated type (errors name ``label``)."""
     hints = typing.get_type_hints(type(obj))
     setattr(obj, name, coerce_value(value, hints.get(name, Any), label))
