@@ -144,7 +144,7 @@ def fit_parallel(config, parallel: ParallelConfig, run_dir: str | Path, resume: 
     return summary
 
 
-def parallel_config_from_args(args, run_dir: Path, resume: bool, config=None) -> ParallelConfig:
+def parallel_config_from_args(args, run_dir: Path, resume: bool, config) -> ParallelConfig:
     """The run's :class:`ParallelConfig`: ``parallel/parallel.json`` of a resumed run, else the run
     config's ``parallel`` section (which the ``--parallel``/``--chunks``/... flags write into)."""
     saved = Path(run_dir) / "parallel" / "parallel.json"
