@@ -1,4 +1,4 @@
-"""CatGCN trained on sampled neighbourhoods (``train.mode=sampled``) against full-batch CatGCN.
+"""CatGCN trained on sampled neighbourhoods (``sampling.mode=sampled``) against full-batch CatGCN.
 
 Same datasets, same seeded stratified 80/10/10 splits, same registered CatGCN settings
 (official: Adam lr 0.1, weight decay 1e-4, dropout 0.3, class-balanced NLL, selection on
@@ -66,7 +66,7 @@ def main():
 
     contenders = {
         "full": {},
-        "sampled": {"train.mode": "sampled", "train.fanouts": list(args.fanouts), "train.batch_size": args.batch_size},
+        "sampled": {"sampling.mode": "sampled", "sampling.fanouts": list(args.fanouts), "train.batch_size": args.batch_size},
     }
     started, load_before = time.perf_counter(), os.getloadavg()
     seeds = list(range(FIRST_SEED, FIRST_SEED + args.seeds))

@@ -2,7 +2,7 @@
 
 Every model gets the same data (``load_dataset("acm")``: 0/1 paper and author bag-of-words,
 learned subject embeddings), the same split files, the same neighbour sampling
-(``train.mode=sampled``, ``train.fanouts`` neighbours per relation and hop, evaluation on
+(``sampling.mode=sampled``, ``sampling.fanouts`` neighbours per relation and hop, evaluation on
 neighbourhoods drawn once per split with a fixed seed) and the same selection rule: early
 stopping on validation loss, test reported at the best-validation epoch. Every model samples its
 exact receptive field (``HOPS``: 3 hops for LATTE-2, 2 for HAN and HGT). Hyper-parameters are
@@ -47,8 +47,8 @@ SPLITS = ("20", "40", "60")
 def one_run(model: str, split: str, seed: int, data, fanouts, data_dir, extra: dict) -> dict:
     registered, variant = VARIANTS[model]
     fanouts = [fanouts[min(hop, len(fanouts) - 1)] for hop in range(HOPS[model])]
-    overrides = {"train.split": split, "train.seed": seed, "train.num_threads": 1, "train.mode": "sampled",
-                 "train.fanouts": list(fanouts), **variant, **extra.get(model, {})}
+    overrides = {"train.split": split, "train.seed": seed, "train.num_threads": 1, "sampling.mode": "sampled",
+                 "sampling.fanouts": list(fanouts), **variant, **extra.get(model, {})}
     config = build_run_config(registered, "acm", data_dir, overrides=overrides)
     started = time.perf_counter()
     _, summary = runs.fit(config, None, data=data)
@@ -58,8 +58,9 @@ def one_run(model: str, split: str, seed: int, data, fanouts, data_dir, extra: d
             "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
             "train_seconds": summary["train_seconds"], "wall_seconds": round(time.perf_counter() - started, 2),
             "load_average": os.getloadavg(), "model_config": summary["run_config"]["model_config"],
-            "train_config": {k: summary["run_config"]["train"][k] for k in
-                             ("lr", "weight_decay", "epochs", "patience", "monitor", "fanouts", "batch_size")}}
+            "train_config": {**{k: summary["run_config"]["train"][k] for k in
+                                ("lr", "weight_decay", "epochs", "patience", "monitor", "batch_size")},
+                             "fanouts": summary["run_config"]["sampling"]["fanouts"]}}
 
 
 def aggregate(rows: list[dict]) -> dict:

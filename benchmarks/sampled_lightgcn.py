@@ -1,10 +1,10 @@
-"""Sampled-subgraph LightGCN (``train.mode=sampled``) against full-graph LightGCN on Gowalla.
+"""Sampled-subgraph LightGCN (``sampling.mode=sampled``) against full-graph LightGCN on Gowalla.
 
 Both contenders train through ``graphrec.runs.fit`` (the same Trainer, the same BPR triples
 batch for batch: the sampled mode draws its triples with the full mode's sampler and seed)
 under the validation protocol: validation recall@20 every epoch, test once at the selected
 epoch. The only difference is the propagation of each step: the whole graph (full) or the
-sampled K-hop neighbourhood of the batch's users and items (sampled, ``train.fanouts``, full-graph
+sampled K-hop neighbourhood of the batch's users and items (sampled, ``sampling.fanouts``, full-graph
 degrees with the unbiased d/s rescaling; see graphrec/nn/subgraph.py). Same wall-clock budget
 for both (``--budget-s``, the Trainer's ``time_limit_s``: an epoch in progress finishes), so the
 curves also give the comparison at equal epochs.
@@ -64,11 +64,11 @@ def run_one(args) -> None:
     torch.set_num_threads(args.threads)
     overrides = {"train.protocol": "validation", "train.eval_every": 1, "train.epochs": 1000,
                  "train.patience": 1000, "train.time_limit_s": args.budget_s, "train.seed": args.seed,
-                 "train.mode": args.mode, "train.num_threads": args.threads,
+                 "sampling.mode": args.mode, "train.num_threads": args.threads,
                  "train.max_batches_per_epoch": args.max_batches}
     if args.mode == "sampled":
-        overrides["train.fanouts"] = list(args.fanouts)
-        overrides["train.sampler_workers"] = args.sampler_workers
+        overrides["sampling.fanouts"] = list(args.fanouts)
+        overrides["sampling.sampler_workers"] = args.sampler_workers
     config = build_run_config("lightgcn", "gowalla", data_dir=args.data_dir or os.environ.get("GRAPHREC_DATA"),
                               overrides=overrides)
     run_dir = os.path.join(args.runs_root, f"{NAME}-{args.mode}")

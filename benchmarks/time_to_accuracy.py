@@ -17,7 +17,7 @@ The run stops when every threshold is reached or after ``--time-budget`` wall se
 Writes ``time_to_accuracy-<model>-<data>[-<tag>].json`` and ``.md`` to ``--out``.
 
     python benchmarks/time_to_accuracy.py --model ultragcn --data gowalla \\
-        --data-dir /work/shared/data --time-budget 2400 --set train.shared_negatives=true --tag shared
+        --data-dir /work/shared/data --time-budget 2400 --set sampling.shared_negatives=true --tag shared
     python benchmarks/time_to_accuracy.py --model lightgcn --data gowalla --data-dir /work/shared/data \\
         --time-budget 2400 --eval-every 5
 """
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metric", default="recall@20")
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
-                        help="extra settings, e.g. train.shared_negatives=true (repeatable)")
+                        help="extra settings, e.g. sampling.shared_negatives=true (repeatable)")
     parser.add_argument("--tag", default="", help="suffix of the result files, e.g. 'shared'")
     parser.add_argument("--run-dir", default=None, help="run folder (default: a temporary folder)")
     parser.add_argument("--resume", action="store_true",

@@ -6,7 +6,7 @@ both see the same load, then compare their records::
     python benchmarks/time_to_accuracy.py --model lightgcn --eval-every 2 --set train.num_threads=1 \\
         --tag faithful ... &
     python benchmarks/time_to_accuracy.py --model ultragcn --set train.num_threads=1 \\
-        --set train.shared_negatives=true --set train.lr=1e-3 --tag shared-lr1e-3 ... &
+        --set sampling.shared_negatives=true --set train.lr=1e-3 --tag shared-lr1e-3 ... &
     wait
     python benchmarks/time_to_accuracy_compare.py \\
         benchmarks/results/time_to_accuracy-lightgcn-gowalla-faithful.json \\
@@ -66,7 +66,8 @@ def overlap_fraction(a: tuple[float, float] | None, b: tuple[float, float] | Non
 def name(record: dict) -> str:
     train = record["run_config"]["train"]
     details = [f"lr {train['lr']:g}", f"batch {train['batch_size']}"]
-    if train.get("shared_negatives"):
+    # records written before the sampling section kept shared_negatives under train
+    if record["run_config"].get("sampling", train).get("shared_negatives"):
         details.append("negative sharing")
     return f"{record['model']} ({', '.join(details)})"
 

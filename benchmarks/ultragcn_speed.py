@@ -51,9 +51,9 @@ class _Mode:
         shared, scoring, self.label = MODES[name]
         self.name, self.shared = name, shared
         self.config = build_run_config("ultragcn", data, overrides={
-            "train.protocol": "paper", "train.shared_negatives": shared, "train.seed": seed})
+            "train.protocol": "paper", "sampling.shared_negatives": shared, "train.seed": seed})
         torch.manual_seed(seed)
-        self.task = RecommendationTask(graph, self.config.train)
+        self.task = RecommendationTask(graph, self.config.train, self.config.sampling)
         started = time.perf_counter()
         self.model = self.task.build_model(get_model_entry("ultragcn"), self.config.model_config)
         self.model.negative_scoring = scoring
@@ -93,7 +93,7 @@ class _Mode:
         per_batch = self.train_s / self.batches
         return {
             "mode": self.label, "name": self.name,
-            "shared_negatives": self.shared, "num_negatives": self.config.train.num_negatives,
+            "shared_negatives": self.shared, "num_negatives": self.config.sampling.num_negatives,
             "batch_size": self.config.train.batch_size, "prepare_s": round(self.prepare_s, 2),
             "budget_train_s": budget_s, "batches": self.batches,
             "epochs_done": round(self.batches / len(self.task.sampler), 3),

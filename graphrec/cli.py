@@ -14,10 +14,11 @@ examples:
   graphrec fit --model lightgcn --data gowalla --protocol paper --epochs 1000
   graphrec fit --model lightgcn --data gowalla --set train.batch_size=8192 --set train.lr=0.005
   graphrec fit --resume runs/lightgcn-gowalla-20261123-101500   # continue exactly where it stopped
-  graphrec fit --model lightgcn --data gowalla --set train.mode=sampled --set "train.fanouts=[5,5,5]"
+  graphrec fit --model lightgcn --data gowalla --set sampling.mode=sampled --set "sampling.fanouts=[5,5,5]"
   graphrec fit --model lightgcn --data gowalla --node-encoder convnext_atto --images item_images/
   graphrec fit --model latte --data acm --split 20 && graphrec explain --checkpoint runs/<run>/best.pt --plot betas.png
   graphrec fit --model gcnii --data cora --nproc 2 --parallel pipe --chunks 4 --set model.num_layers=16
+  graphrec fit --model gcnii --data cora --config examples/configs/gcnii-cora-pipe.yaml   # the same, as a file
   graphrec fit --model lightgcn --data gowalla --nproc 2 --parallel ddp
   graphrec eval --checkpoint runs/<run>/best.pt --split test
   graphrec recommend --checkpoint runs/<run>/best.pt --user 42 -k 10
@@ -45,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--model", help="model name (see `graphrec models`)")
     fit.add_argument("--data", help="dataset name (see `graphrec datasets`)")
     fit.add_argument("--data-dir", help="folder holding <dataset>/ folders (default: $GRAPHREC_DATA or ~/.cache/graphrec)")
-    fit.add_argument("--config", help="YAML file of settings, e.g. {train: {lr: 0.001}, model: {num_layers: 3}}")
-    fit.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
-                     help="override one setting, e.g. --set train.lr=0.001 --set model.num_layers=2 (repeatable)")
+    fit.add_argument("--config", help="YAML file of settings by section (train, sampling, parallel, encoder, model), "
+                                      "e.g. {train: {lr: 0.001}, model: {num_layers: 3}}")
+    fit.add_argument("--set", dest="overrides", action="append", metavar="SECTION.KEY=VALUE",
+                     help="override one setting, e.g. --set train.lr=0.001 --set model.num_layers=2 --set "
+                          "parallel.chunks=8 (repeatable; the flags below are shortcuts for these)")
     fit.add_argument("--protocol", choices=["validation", "paper"], help=PROTOCOL_HELP)
     fit.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
     fit.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
@@ -61,24 +64,31 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train N times with seeds seed..seed+N-1 (one sub-folder each) and print the mean and "
                           "std of the test metrics; written to <run folder>/runs_summary.json")
     fit.add_argument("--node-encoder", metavar="NAME",
-                     help="image backbone for node features (graphrec.encoders: native unireplknet_*/vanillanet_*/"
-                          "simplenet*, or any timm model with `pip install graphrec[vision]`), e.g. convnext_atto; "
-                          "needs --images. Recommenders: item image features; node classification: [x, images]")
+                     help="image backbone for node features (encoder.name; graphrec.encoders: native "
+                          "unireplknet_*/vanillanet_*/simplenet*, or any timm model with `pip install graphrec[vision]`), "
+                          "e.g. convnext_atto; needs --images. Recommenders: item image features; node "
+                          "classification: [x, images]")
     fit.add_argument("--images", metavar="PATH",
-                     help="node images: a folder of files named by node id (<id>.png, ...) or a CSV/TSV of node,path")
+                     help="node images (encoder.images): a folder of files named by node id (<id>.png, ...) or a "
+                          "CSV/TSV of node,path")
     fit.add_argument("--node-encoder-mode", choices=["frozen", "end_to_end"],
-                     help="frozen (default: encode once, cached on disk) or end_to_end (train the backbone)")
-    fit.add_argument("--nproc", type=int, default=1, metavar="N",
-                     help="start N ranks on this machine (gloo on CPU, NCCL with --device cuda); the same as "
-                          "torchrun --nproc-per-node N -m graphrec fit ... (graphrec.parallel)")
+                     help="encoder.mode: frozen (default: encode once, cached on disk) or end_to_end (train the "
+                          "backbone)")
+    fit.add_argument("--nproc", type=int, metavar="N",
+                     help="parallel.nproc: start N ranks on this machine (gloo on CPU, NCCL with --device cuda); the "
+                          "same as torchrun --nproc-per-node N -m graphrec fit ... (graphrec.parallel)")
     fit.add_argument("--parallel", choices=["pipe", "graph", "hybrid", "ddp"],
-                     help="pipe: GNNPipe layer pipeline; graph: METIS partitions + halo exchange; hybrid: "
-                          "stages x partitions; ddp: data-parallel recommenders (see graphrec/parallel)")
-    fit.add_argument("--stages", type=int, help="--parallel hybrid: pipeline stages (ranks / stages partitions each)")
-    fit.add_argument("--chunks", type=int, help="--parallel pipe/hybrid: graph chunks in the pipeline (default 4)")
-    fit.add_argument("--warmup-epochs", type=int, help="--parallel pipe/hybrid: first epochs exact (one chunk)")
+                     help="parallel.mode: pipe: GNNPipe layer pipeline; graph: METIS partitions + halo exchange; "
+                          "hybrid: stages x partitions; ddp: data-parallel recommenders (see graphrec/parallel)")
+    fit.add_argument("--stages", type=int, help="parallel.stages, --parallel hybrid: pipeline stages (ranks / stages "
+                                                 "partitions each)")
+    fit.add_argument("--chunks", type=int, help="parallel.chunks, --parallel pipe/hybrid: graph chunks in the pipeline "
+                                                 "(default 4)")
+    fit.add_argument("--warmup-epochs", type=int, help="parallel.warmup_epochs, --parallel pipe/hybrid: first epochs "
+                                                        "exact (one chunk)")
     fit.add_argument("--no-staleness", action="store_true",
-                     help="--parallel pipe/hybrid: one chunk, no historical embeddings (exact)")
+                     help="parallel.staleness=false, --parallel pipe/hybrid: one chunk, no historical embeddings "
+                          "(exact)")
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint",
                         description="Recompute ranking metrics of a saved model on a split.")
@@ -136,6 +146,8 @@ def _fit(args) -> int:
         config = run_config_from_dict(load_yaml(run_dir / "config.yaml"))
         if args.data_dir:
             config.data_dir = args.data_dir
+        if args.nproc is not None:   # the same run on another number of ranks
+            config.parallel.nproc = args.nproc
         resume = (run_dir / "last.pt").exists() or (run_dir / "parallel" / "last.json").exists()
         if not resume:
             print(f"no last.pt in {run_dir}: starting that run from the beginning", file=sys.stderr)
@@ -143,20 +155,12 @@ def _fit(args) -> int:
         if not args.model or not args.data:
             raise ValueError("fit needs --model and --data (or --resume RUN_DIR); see `graphrec fit --help`")
         overrides = parse_overrides(args.overrides)
-        for flag, key in (("protocol", "train.protocol"), ("epochs", "train.epochs"),
-                          ("seed", "train.seed"), ("device", "train.device"), ("split", "train.split")):
-            if getattr(args, flag) is not None:
-                overrides[key] = getattr(args, flag)
+        overrides.update(flag_overrides(args))
         config = build_run_config(args.model, args.data, args.data_dir, args.config, overrides)
-        if args.node_encoder or args.images:
-            if not (args.node_encoder and args.images):
-                raise ValueError("--node-encoder and --images go together (a backbone name and an image folder/table)")
-            config.node_encoder, config.images = args.node_encoder, args.images
-            config.node_encoder_mode = args.node_encoder_mode or "frozen"
         run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(config, args.out)
         resume = False
     print(f"run folder: {run_dir}", file=sys.stderr)
-    if args.parallel or args.nproc > 1 or (args.resume and (run_dir / "parallel" / "parallel.json").exists()):
+    if config.parallel.enabled or (args.resume and (run_dir / "parallel" / "parallel.json").exists()):
         from graphrec.parallel.fit import cli_fit
 
         return cli_fit(args, config, run_dir, resume, args.argv)
@@ -169,6 +173,24 @@ def _fit(args) -> int:
     print(json.dumps({k: summary[k] for k in ("status", "protocol", "best_epoch", "monitor", "results",
                                                "train_seconds") if k in summary}, indent=2))
     return 0
+
+
+#: ``graphrec fit`` flag -> the setting it is a shortcut for
+FLAG_SETTINGS = {
+    "protocol": "train.protocol", "epochs": "train.epochs", "seed": "train.seed", "device": "train.device",
+    "split": "train.split",
+    "node_encoder": "encoder.name", "images": "encoder.images", "node_encoder_mode": "encoder.mode",
+    "parallel": "parallel.mode", "nproc": "parallel.nproc", "stages": "parallel.stages", "chunks": "parallel.chunks",
+    "warmup_epochs": "parallel.warmup_epochs",
+}
+
+
+def flag_overrides(args) -> dict:
+    """The settings the given shortcut flags stand for (they win over --config and --set)."""
+    out = {key: getattr(args, flag) for flag, key in FLAG_SETTINGS.items() if getattr(args, flag, None) is not None}
+    if getattr(args, "no_staleness", False):
+        out["parallel.staleness"] = False
+    return out
 
 
 def _fit_many(args, config, run_dir) -> int:
@@ -250,17 +272,26 @@ def _models(args) -> int:
     import dataclasses
 
     from graphrec.models import available_models, get_model_entry
+    from graphrec.recipes import RECIPES, Recipe
 
     for name in available_models():
         entry = get_model_entry(name)
+        recipe = RECIPES.get(name, Recipe())
         print(f"{name}  [{entry.task}]  {entry.description}")
-        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(entry.config_cls))
+        fields = ", ".join(f"{f.name}={_field_default(f)!r}" for f in dataclasses.fields(entry.config_cls))
         print(f"    model: {fields}")
-        if entry.train_defaults:
-            print(f"    train: {', '.join(f'{k}={v!r}' for k, v in entry.train_defaults.items())}")
-        for dataset, values in entry.dataset_defaults.items():
-            print(f"    on {dataset}: {', '.join(f'{k}={v!r}' for k, v in values.items())}")
+        for section, values in recipe.paper.items():
+            print(f"    {section}: {', '.join(f'{k}={v!r}' for k, v in values.items())}")
+        for dataset, sections in recipe.datasets.items():
+            values = [f"{s}.{k}={v!r}" for s, settings in sections.items() for k, v in settings.items()]
+            print(f"    on {dataset}: {', '.join(values)}")
     return 0
+
+
+def _field_default(spec):
+    import dataclasses
+
+    return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
 
 
 def _explain(args) -> int:

@@ -17,9 +17,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 
-from graphrec.config import RunConfig, TrainConfig, _coerce
+from graphrec.config import ConfigError, RunConfig, build_run_config
 from graphrec.data.idmap import IdMap
 from graphrec.data.interactions import InteractionGraph
 from graphrec.metrics.ranking import top_k_items
@@ -32,8 +31,9 @@ class Recommender:
 
     Args:
         model: registered model name (``graphrec models``).
-        train: TrainConfig field overrides (e.g. ``{"lr": 1e-3}``); the model's paper
-            defaults apply otherwise. ``epochs`` may also be given directly.
+        train: ``train`` section overrides (e.g. ``{"lr": 1e-3}``); the model's paper
+            recipe applies otherwise. ``epochs`` may also be given directly.
+        sampling: ``sampling`` section overrides (e.g. ``{"num_negatives": 4}``).
         **model_params: model hyper-parameters (e.g. ``embedding_dim=32``).
 
     ``fit`` holds out a seeded per-user validation split (``valid_fraction``) to pick
@@ -42,16 +42,20 @@ class Recommender:
     """
 
     def __init__(self, model: str = "lightgcn", epochs: int | None = None,
-                 train: dict[str, Any] | None = None, **model_params):
+                 train: dict[str, Any] | None = None, sampling: dict[str, Any] | None = None, **model_params):
         self.entry = get_model_entry(model)
         if self.entry.task != "recommendation":
             raise ValueError(f"'{model}' is a {self.entry.task} model, not a recommender")
         self.model_name = model
-        settings = {**self.entry.train_defaults, **(train or {})}
+        overrides = {f"{section}.{k}": v for section, values in
+                     (("train", train), ("sampling", sampling), ("model", model_params)) for k, v in (values or {}).items()}
         if epochs is not None:
-            settings["epochs"] = epochs
-        self.train_config = _build_dataclass(TrainConfig, settings, "train")
-        self.model_config = _build_dataclass(self.entry.config_cls, model_params, "model")
+            overrides["train.epochs"] = epochs
+        try:   # the paper recipe, then these (a DataFrame is no registered dataset: no dataset recipe)
+            config = build_run_config(model, "dataframe", overrides=overrides)
+        except ConfigError as error:   # a keyword the sections do not have, or a value of the wrong type
+            raise TypeError(str(error)) from None
+        self.train_config, self.sampling_config, self.model_config = config.train, config.sampling, config.model_config
         self.model = None
         self.user_map: IdMap | None = None
         self.item_map: IdMap | None = None
@@ -71,10 +75,10 @@ class Recommender:
             raise ValueError("no validation interactions: users need at least 2 interactions "
                              "(or pass valid_fraction > 0)")
         from graphrec import runs
-        from graphrec.config import RunConfig
 
         train = dataclasses.replace(self.train_config, protocol="validation")
-        config = RunConfig(model=self.model_name, data=graph.name, model_config=self.model_config, train=train)
+        config = RunConfig(model=self.model_name, data=graph.name, model_config=self.model_config, train=train,
+                           sampling=self.sampling_config)
         trainer, summary = runs.fit(config, run_dir, data=graph)  # the same path as `graphrec fit`
         self.model = trainer.model
         self.history = trainer.history
@@ -106,7 +110,7 @@ class Recommender:
         interactions and ids: ``Recommender.load`` and ``graphrec eval``/``recommend`` read it."""
         self._check_fitted()
         config = RunConfig(model=self.model_name, data=self.graph.name, model_config=self.model_config,
-                           train=self.train_config)
+                           train=self.train_config, sampling=self.sampling_config)
         summary = getattr(self, "summary", None) or {}
         return save_checkpoint({
             "run_config": config.to_dict(), "model_state": self.model.state_dict(),
@@ -127,7 +131,8 @@ class Recommender:
             raise ValueError(f"{path} names no model: not a run or Recommender checkpoint")
         rec = cls(config["model"])   # refuses models of other tasks
         model, task, run_config = runs.load_trained(state, data_dir)
-        rec.train_config, rec.model_config = run_config.train, run_config.model_config
+        rec.train_config, rec.sampling_config = run_config.train, run_config.sampling
+        rec.model_config = run_config.model_config
         rec.model = model
         rec._use_graph(task.graph)
         return rec
@@ -146,15 +151,3 @@ class Recommender:
             raise RuntimeError("call fit(...) or Recommender.load(path) first")
 
 
-def _build_dataclass(cls, values: dict[str, Any], section: str):
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in values if k not in names]
-    if unknown:
-        import difflib
-
-        hints = {k: difflib.get_close_matches(k, list(names), n=2) for k in unknown}
-        raise TypeError(f"unknown {section} settings {hints} (valid: {sorted(names)})")
-    import typing
-
-    hints = typing.get_type_hints(cls)
-    return cls(**{k: _coerce(v, hints.get(k, Any), f"{section}.{k}") for k, v in values.items()})

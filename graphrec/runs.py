@@ -22,11 +22,11 @@ from graphrec.train.task import Task
 from graphrec.train.strategy import TrainingStrategy
 from graphrec.train.threads import set_num_threads
 
-#: task name -> factory(data, train_config) -> Task (full batch; see make_task for train.mode=sampled)
+#: task name -> factory(data, train, sampling) -> Task (full batch; see make_task for sampling.mode=sampled)
 TASKS = {"recommendation": RecommendationTask, "node_classification": NodeClassificationTask,
-         # one task for both modes: it samples heterogeneous neighbourhoods itself when train.mode=sampled
+         # one task for both modes: it samples heterogeneous neighbourhoods itself when sampling.mode=sampled
          "hetero_node_classification": HeteroNodeClassificationTask}
-#: tasks with a separate minibatch task for train.mode=sampled (imported on first use)
+#: tasks with a separate minibatch task for sampling.mode=sampled (imported on first use)
 SAMPLED_TASKS = {"recommendation": ("graphrec.train.sampled_recommendation", "SampledRecommendationTask"),
                  "node_classification": ("graphrec.train.sampled_node_classification",
                                          "SampledNodeClassificationTask")}
@@ -44,12 +44,12 @@ def load_data(config: RunConfig):
 def make_task(config: RunConfig, data=None) -> Task:
     data = load_data(config) if data is None else data
     task = get_model_entry(config.model).task
-    if config.train.mode == "sampled" and task in SAMPLED_TASKS:   # minibatches over sampled neighbourhoods
+    if config.sampling.mode == "sampled" and task in SAMPLED_TASKS:   # minibatches over sampled neighbourhoods
         import importlib
 
         module, name = SAMPLED_TASKS[task]
-        return getattr(importlib.import_module(module), name)(data, config.train)
-    return TASKS[task](data, config.train)
+        return getattr(importlib.import_module(module), name)(data, config.train, config.sampling)
+    return TASKS[task](data, config.train, config.sampling)
 
 
 def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
@@ -68,7 +68,7 @@ def fit(config: RunConfig, run_dir: str | Path | None = None, resume: bool = Fal
     task = make_task(config, data)
     entry = get_model_entry(config.model)
     model = task.build_model(entry, config.model_config)
-    if getattr(config, "node_encoder", None):
+    if config.encoder.name:
         from graphrec.encoders.graph import attach_node_encoder
 
         model = attach_node_encoder(model, task, entry, config)
@@ -94,7 +94,7 @@ def load_trained(checkpoint: str | Path | dict, data_dir: str | None = None, dat
     config = run_config_from_dict(raw)
     task = make_task(config, data)
     model = task.build_model(get_model_entry(config.model), config.model_config)
-    if getattr(config, "node_encoder", None):
+    if config.encoder.name:
         from graphrec.encoders.graph import attach_node_encoder
 
         model = attach_node_encoder(model, task, get_model_entry(config.model), config)

@@ -205,11 +205,12 @@ def labelled_graph(num_papers: int = 60, seed: int = 0) -> HeteroData:
     return data
 
 
-def make_task(data, **train):
-    from graphrec.config import TrainConfig
+def make_task(data, mode="full", fanouts=(), **train):
+    from graphrec.config import SamplingConfig, TrainConfig
     from graphrec.train.hetero_classification import HeteroNodeClassificationTask
 
-    return HeteroNodeClassificationTask(data, TrainConfig(normalize_features=False, **train))
+    return HeteroNodeClassificationTask(data, TrainConfig(normalize_features=False, **train),
+                                        SamplingConfig(mode=mode, fanouts=tuple(fanouts)))
 
 
 def test_sampled_batches_with_all_neighbours_give_the_full_graph_logits():
@@ -261,7 +262,7 @@ def test_every_hetero_model_trains_through_the_trainer(model_name, mode, tmp_pat
         overrides["model.embedding_dim"] = 16
         overrides["model.use_proximity"] = True
     if mode == "sampled":
-        overrides.update({"train.mode": "sampled", "train.fanouts": [5, 5], "train.batch_size": 4})
+        overrides.update({"sampling.mode": "sampled", "sampling.fanouts": [5, 5], "train.batch_size": 4})
     config = build_run_config(model_name, "acm", overrides=overrides)
     trainer, summary = runs.fit(config, tmp_path / "run", data=labelled_graph())
     assert summary["status"] in ("completed", "early_stopped")
@@ -298,8 +299,8 @@ def test_acm_latte_sampled_learns_and_explain_cli(data_root, tmp_path, capsys):
     from graphrec import cli, runs
     from graphrec.config import build_run_config
 
-    overrides = {"train.epochs": 12, "train.split": "20", "train.num_threads": 1, "train.mode": "sampled",
-                 "train.fanouts": [10, 10], "train.seed": 2020}
+    overrides = {"train.epochs": 12, "train.split": "20", "train.num_threads": 1, "sampling.mode": "sampled",
+                 "sampling.fanouts": [10, 10], "train.seed": 2020}
     config = build_run_config("latte", "acm", str(data_root), overrides=overrides)
     _, summary = runs.fit(config, tmp_path / "run")
     assert summary["data"]["train"] == 60 and summary["data"]["valid"] == 1000

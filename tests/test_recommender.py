@@ -117,3 +117,21 @@ def test_errors_name_the_fix(interactions, tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
         Recommender.load(tmp_path / "bad.pt")
+
+
+def test_sampling_settings_have_their_own_section():
+    assert Recommender("lightgcn", sampling={"num_negatives": 3}).sampling_config.num_negatives == 3
+    with pytest.raises(TypeError, match="train.num_negatives moved to sampling.num_negatives"):
+        Recommender("lightgcn", train={"num_negatives": 3})
+
+
+def test_files_saved_before_the_sampling_section_still_load(fitted, tmp_path):
+    import torch
+
+    path = fitted.save(tmp_path / "rec.pt")
+    state = torch.load(path, weights_only=True)
+    state["train_config"].update(state.pop("sampling_config"))   # the older layout: one train dict
+    torch.save(state, path)
+    loaded = Recommender.load(path)
+    assert loaded.sampling_config == fitted.sampling_config and loaded.train_config == fitted.train_config
+    pd.testing.assert_frame_equal(loaded.recommend(["a1"], k=4), fitted.recommend(["a1"], k=4))

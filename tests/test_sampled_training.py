@@ -6,13 +6,15 @@ and whole training runs through the Trainer match full-graph training step for s
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
 from graphrec import runs
-from graphrec.config import ConfigError, TrainConfig, build_run_config
+from graphrec.config import ConfigError, SamplingConfig, TrainConfig, build_run_config
 from graphrec.data.categorical import categorical_graph
 from graphrec.data.csr import CSRGraph
 from graphrec.data.interactions import InteractionGraph
@@ -160,9 +162,15 @@ def test_sampled_batches_and_losses_are_deterministic():
     assert other != losses[0]
 
 
+def _sections(settings):
+    """``mode=..., epochs=...`` -> ``{"sampling.mode": ..., "train.epochs": ...}``."""
+    sampling = {f.name for f in dataclasses.fields(SamplingConfig)}
+    return {f"{'sampling' if k in sampling else 'train'}.{k}": v for k, v in settings.items()}
+
+
 def _fit_recommender(graph, **train_settings):
     overrides = {"train.epochs": 2, "train.batch_size": 16, "train.eval_every": 1, "train.seed": 3,
-                 "model.embedding_dim": 8, "model.num_layers": 2, **{f"train.{k}": v for k, v in train_settings.items()}}
+                 "model.embedding_dim": 8, "model.num_layers": 2, **_sections(train_settings)}
     config = build_run_config("lightgcn", "gowalla", overrides=overrides)
     trainer, summary = runs.fit(config, None, data=graph)
     return trainer, summary
@@ -191,10 +199,10 @@ def test_sampled_mode_configuration_errors():
     with pytest.raises(ValueError, match="one fan-out per layer"):
         _fit_recommender(graph, mode="sampled", fanouts=[5])
     with pytest.raises(ValueError, match="mode must be"):
-        TrainConfig(mode="sampeld")
+        SamplingConfig(mode="sampeld")
     with pytest.raises(ConfigError):
-        build_run_config("lightgcn", "gowalla", overrides={"train.fanouts": "many"})
-    task = SampledRecommendationTask(graph, TrainConfig(mode="sampled"))
+        build_run_config("lightgcn", "gowalla", overrides={"sampling.fanouts": "many"})
+    task = SampledRecommendationTask(graph, TrainConfig(), SamplingConfig(mode="sampled"))
     with pytest.raises(ValueError, match="UltraGCN has no propagation"):
         task.build_model(get_model_entry("ultragcn"), get_model_entry("ultragcn").config_cls())
 
@@ -211,7 +219,7 @@ def tiny_categorical(num_nodes=40, seed=0):
 def _catgcn_tasks(graph, **settings):
     config = build_run_config("catgcn", "catgcn-synthetic", overrides={
         "model.embedding_dim": 8, "model.num_hops": 3, "model.dropout": 0.0, "train.batch_size": 4096,
-        "train.seed": 1, **{f"train.{k}": v for k, v in settings.items()}})
+        "train.seed": 1, **_sections(settings)})
     full_config = build_run_config("catgcn", "catgcn-synthetic", overrides={
         "model.embedding_dim": 8, "model.num_hops": 3, "model.dropout": 0.0, "train.seed": 1})
     return config, full_config
@@ -267,9 +275,9 @@ def test_catgcn_trainer_sampled_mode_matches_full_batch_and_is_deterministic():
 
 def test_sampled_node_classification_refuses_coupled_models():
     graph = tiny_categorical()
-    config = TrainConfig(mode="sampled", split="stratified", normalize_features=False)
-    task = SampledNodeClassificationTask(graph, config)
-    with pytest.raises(ValueError, match="use train.mode=full"):
+    config = TrainConfig(split="stratified", normalize_features=False)
+    task = SampledNodeClassificationTask(graph, config, SamplingConfig(mode="sampled"))
+    with pytest.raises(ValueError, match="use sampling.mode=full"):
         task.build_model(get_model_entry("gcn"), get_model_entry("gcn").config_cls())
 
 

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from graphrec.config import TrainConfig, build_run_config
+from graphrec.config import SamplingConfig, TrainConfig, build_run_config
 from graphrec.kernels.sampling import _CHUNK, sample_negatives
 from graphrec.models import UltraGCN, UltraGCNConfig, create_model
 from graphrec.models.ultragcn import constraint_coefficients
@@ -152,16 +152,16 @@ def test_registry_and_official_per_dataset_defaults():
     model = create_model("ultragcn", num_users=3, num_items=4, embedding_dim=8)
     assert isinstance(model, UltraGCN) and model.user_embedding.weight.shape == (3, 8)
     gowalla = build_run_config("ultragcn", "gowalla")
-    t, m = gowalla.train, gowalla.model_config
-    assert (t.lr, t.batch_size, t.num_negatives, t.user_sampling) == (1e-4, 512, 1500, "interaction")
+    t, m, s = gowalla.train, gowalla.model_config, gowalla.sampling
+    assert (t.lr, t.batch_size, s.num_negatives, s.user_sampling) == (1e-4, 512, 1500, "interaction")
     assert (m.negative_weight, m.w1, m.w2, m.w3, m.w4) == (300, 1e-6, 1, 1e-6, 1)
     assert (m.item_constraint_weight, m.l2_weight, m.init_std, m.num_item_neighbors) == (5e-4, 1e-4, 1e-4, 10)
-    assert m.item_weighting == "official" and t.shared_negatives is False
+    assert m.item_weighting == "official" and s.shared_negatives is False
     yelp = build_run_config("ultragcn", "yelp2018")
-    assert (yelp.train.lr, yelp.train.batch_size, yelp.train.num_negatives) == (1e-3, 1024, 800)
+    assert (yelp.train.lr, yelp.train.batch_size, yelp.sampling.num_negatives) == (1e-3, 1024, 800)
     assert (yelp.model_config.negative_weight, yelp.model_config.w1, yelp.model_config.w3) == (300, 1e-8, 1e-8)
     amazon = build_run_config("ultragcn", "amazon-book")
-    assert (amazon.train.lr, amazon.train.batch_size, amazon.train.num_negatives) == (1e-3, 1024, 500)
+    assert (amazon.train.lr, amazon.train.batch_size, amazon.sampling.num_negatives) == (1e-3, 1024, 500)
     a = amazon.model_config
     assert (a.negative_weight, a.w1, a.w2, a.w3, a.w4, a.item_constraint_weight) == (500, 1e-8, 1, 1, 1e-8, 2.75)
     with pytest.raises(ValueError, match="item_weighting"):
@@ -256,13 +256,14 @@ def test_many_negatives_are_drawn_in_bounded_windows():
     assert sampler._window() >= 512 + _CHUNK  # a batch always fits in one window
 
 
-def test_train_config_passes_shared_negatives_to_the_sampler():
+def test_sampling_config_passes_shared_negatives_to_the_sampler():
     from graphrec.data.interactions import InteractionGraph
     from graphrec.train.recommendation import RecommendationTask
 
-    assert TrainConfig().shared_negatives is False
+    assert SamplingConfig().shared_negatives is False
     graph = InteractionGraph(3, 4, TINY, test=TINY)
-    task = RecommendationTask(graph, TrainConfig(protocol="paper", shared_negatives=True, num_negatives=2))
+    task = RecommendationTask(graph, TrainConfig(protocol="paper"),
+                              SamplingConfig(shared_negatives=True, num_negatives=2))
     assert task.sampler.shared_negatives
     batch = next(iter(task.train_batches(0)))
     assert batch.shared_negatives and batch.neg_items.shape == (1, 2)

@@ -92,11 +92,10 @@ def attach_node_encoder(model: nn.Module, task, entry, config) -> nn.Module:
     ``[x, f(images)]`` and wrapped in :class:`ImageFeatureModel`. Frozen features are cached under
     ``$GRAPHREC_CACHE/image-features``.
     """
-    name, path = config.node_encoder, config.images
+    name, path, mode = config.encoder.name, config.encoder.images, config.encoder.mode
     if not path:
         raise ValueError("--node-encoder needs --images PATH (a folder of images named by node id, or a "
                          "node,path table)")
-    mode = getattr(config, "node_encoder_mode", "frozen")
     device = next(model.parameters()).device
     # A randomly initialised frozen backbone is not in the checkpoint: build it from the run's seed so
     # that `graphrec eval` rebuilds the same weights (and finds the same feature cache).
@@ -115,11 +114,13 @@ def _attach(model, task, entry, config, name, path, mode, device):
         graph = task.graph
         ids = graph.item_map.ids if getattr(graph, "item_map", None) is not None else None
         images = NodeImages.from_path(path, num_nodes=graph.num_items, node_ids=ids)
-        encoder = create_node_encoder(name, images, out_dim=model.item_embedding_dim, mode=mode, cache_dir=_cache_dir(path))
+        encoder = create_node_encoder(name, images, out_dim=model.item_embedding_dim, mode=mode, cache_dir=_cache_dir(path),
+                                      pretrained=config.encoder.pretrained, batch_size=config.encoder.batch_size)
         return model.attach_item_images(encoder.to(device))
     images = NodeImages.from_path(path, num_nodes=task.num_nodes)
     width = task.num_classes if getattr(entry.model_cls, "categorical_fields", False) else 64
-    encoder = create_node_encoder(name, images, out_dim=width, mode=mode, cache_dir=_cache_dir(path))
+    encoder = create_node_encoder(name, images, out_dim=width, mode=mode, cache_dir=_cache_dir(path),
+                                  pretrained=config.encoder.pretrained, batch_size=config.encoder.batch_size)
     wrapped = build_node_classifier(entry, config.model_config, task.num_features, task.num_classes, encoder)
     return wrapped.to(device)
 

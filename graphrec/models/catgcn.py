@@ -1,47 +1,26 @@
 """CatGCN, graph convolution over categorical node features (Chen et al., TKDE 2023)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphrec.models.registry import register_model
+from graphrec.models.registry import get_model_entry, register_model
 from graphrec.nn import GCNPropagation, NormalizedAdjacency
 
 INTERACTIONS = ("both", "global", "local", "none")
 
 
-@dataclass
-class CatGCNConfig:
-    """CatGCN hyper-parameters: the official Tencent-age script (``sh/txn_age/CatGCN.sh``).
-
-    ``interaction`` picks the initial node representation: ``"both"`` (CatGCN), ``"global"`` or
-    ``"local"`` (the paper's CatGCN-G / CatGCN-L ablations), or ``"none"``: the mean of the field
-    embeddings, no interaction modelling, followed by the same propagation (the same-depth
-    baseline the paper's claim is measured against).
-    """
-
-    embedding_dim: int = 64
-    num_hops: int = 6
-    dropout: float = 0.3
-    diag_probe: float = 1.0
-    balance_ratio: float = 0.4
-    interaction: str = "both"
-    #: hidden sizes of the MLP after global pooling / after the bi-interaction (official: none)
-    global_hidden: tuple[int, ...] = ()
-    local_hidden: tuple[int, ...] = ()
-
-    def __post_init__(self):
-        if self.embedding_dim < 1 or self.num_hops < 0 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("embedding_dim must be >= 1, num_hops >= 0 and 0 <= dropout < 1")
-        if self.diag_probe < 0 or not 0.0 <= self.balance_ratio <= 1.0:
-            raise ValueError("diag_probe must be >= 0 and 0 <= balance_ratio <= 1")
-        if self.interaction not in INTERACTIONS:
-            raise ValueError(f"interaction must be one of {INTERACTIONS}, got {self.interaction!r}")
-        if any(int(h) < 1 for h in tuple(self.global_hidden) + tuple(self.local_hidden)):
-            raise ValueError("hidden sizes must be >= 1")
+def _validate(embedding_dim: int, num_hops: int, dropout: float, diag_probe: float, balance_ratio: float,
+              interaction: str, global_hidden: tuple[int, ...], local_hidden: tuple[int, ...], **_) -> None:
+    if embedding_dim < 1 or num_hops < 0 or not 0.0 <= dropout < 1.0:
+        raise ValueError("embedding_dim must be >= 1, num_hops >= 0 and 0 <= dropout < 1")
+    if diag_probe < 0 or not 0.0 <= balance_ratio <= 1.0:
+        raise ValueError("diag_probe must be >= 0 and 0 <= balance_ratio <= 1")
+    if interaction not in INTERACTIONS:
+        raise ValueError(f"interaction must be one of {INTERACTIONS}, got {interaction!r}")
+    if any(int(h) < 1 for h in tuple(global_hidden) + tuple(local_hidden)):
+        raise ValueError("hidden sizes must be >= 1")
 
 
 def bi_interaction(embeddings: torch.Tensor) -> torch.Tensor:
@@ -106,16 +85,9 @@ def _mlp(sizes: list[int]) -> nn.ModuleList:
 
 
 @register_model(
-    "catgcn", config=CatGCNConfig, task="node_classification",
+    "catgcn", task="node_classification", validate=_validate,
     description="CatGCN (Chen et al., TKDE 2023): field-interaction node features (global field-graph GCN + "
                 "local NFM bi-interaction), then K hops of A_hat",
-    # Official code (TachiChan/CatGCN main.py, parser.py, sh/txn_age/CatGCN.sh): Adam lr 0.1, weight
-    # decay 1e-4, validation loss every epoch, patience 10, epochs 9999, class-balanced NLL
-    # (weights n / (C * count_c)), random 80/10/10 split.
-    train_defaults={"lr": 0.1, "weight_decay": 1e-4, "epochs": 9999, "eval_every": 1, "patience": 10,
-                    "monitor": "loss", "monitor_mode": "min", "early_stopping": "patience",
-                    "split": "stratified", "split_fractions": (0.8, 0.1, 0.1), "class_weighted_loss": True,
-                    "normalize_features": False},
 )
 class CatGCN(nn.Module):
     r"""CatGCN from `"CatGCN: Graph Convolutional Networks with Categorical Node Features"
@@ -177,8 +149,8 @@ class CatGCN(nn.Module):
                  dropout: float = 0.3, diag_probe: float = 1.0, balance_ratio: float = 0.4,
                  interaction: str = "both", global_hidden: tuple[int, ...] = (), local_hidden: tuple[int, ...] = ()):
         super().__init__()
-        CatGCNConfig(embedding_dim, num_hops, dropout, diag_probe, balance_ratio, interaction,
-                     tuple(global_hidden), tuple(local_hidden))  # validates
+        _validate(embedding_dim, num_hops, dropout, diag_probe, balance_ratio, interaction, global_hidden,
+                  local_hidden)
         if num_features < 1 or num_classes < 1:
             raise ValueError("num_features and num_classes must be >= 1")
         self.num_features, self.num_classes = num_features, num_classes
@@ -259,3 +231,7 @@ class CatGCN(nn.Module):
     def adjacency(self, edge_index, num_nodes: int) -> NormalizedAdjacency:
         """``A_hat`` for ``edge_index`` (passed through when it already is an adjacency), cached."""
         return self._propagation.adjacency(edge_index, num_nodes)
+
+
+#: CatGCN's hyper-parameters as a dataclass, derived from its constructor by the registry
+CatGCNConfig = get_model_entry("catgcn").config_cls

@@ -1,27 +1,17 @@
 """DAGNN, Deep Adaptive Graph Neural Network (Liu, Gao, Ji, KDD 2020)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphrec.models.registry import register_model
+from graphrec.models.registry import get_model_entry, register_model
 from graphrec.nn import GCNPropagation, NormalizedAdjacency
 
 
-@dataclass
-class DAGNNConfig:
-    """DAGNN hyper-parameters (official code defaults; per-dataset values in the registration)."""
-
-    hidden_channels: int = 64
-    num_hops: int = 10
-    dropout: float = 0.5
-
-    def __post_init__(self):
-        if self.hidden_channels < 1 or self.num_hops < 0 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("hidden_channels must be >= 1, num_hops >= 0 and 0 <= dropout < 1")
+def _validate(hidden_channels: int, num_hops: int, dropout: float, **_) -> None:
+    if hidden_channels < 1 or num_hops < 0 or not 0.0 <= dropout < 1.0:
+        raise ValueError("hidden_channels must be >= 1, num_hops >= 0 and 0 <= dropout < 1")
 
 
 def feature_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -37,20 +27,8 @@ def feature_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 @register_model(
-    "dagnn", config=DAGNNConfig, task="node_classification",
+    "dagnn", task="node_classification", validate=_validate,
     description="DAGNN (Liu, Gao, Ji, KDD 2020): MLP, K hops of A_hat, learned per-node retention of each hop",
-    # Official code (mengliu1998/DeeperGNN dagnn.py / train_eval.py): Adam lr 0.01, up to 1000
-    # epochs, evaluated every epoch, the epoch of lowest validation loss selected; after half of
-    # the epochs, stop when the validation loss exceeds the mean of the previous 100.
-    train_defaults={"lr": 0.01, "weight_decay": 5e-3, "epochs": 1000, "eval_every": 1, "patience": 100,
-                    "monitor": "loss", "monitor_mode": "min", "early_stopping": "window_mean",
-                    "normalize_features": True},
-    # Official run.sh.
-    dataset_defaults={
-        "cora": {"model.num_hops": 10, "model.dropout": 0.8, "train.weight_decay": 5e-3},
-        "citeseer": {"model.num_hops": 10, "model.dropout": 0.5, "train.weight_decay": 2e-2},
-        "pubmed": {"model.num_hops": 20, "model.dropout": 0.8, "train.weight_decay": 5e-3},
-    },
 )
 class DAGNN(nn.Module):
     r"""DAGNN from `"Towards Deeper Graph Neural Networks" <https://arxiv.org/abs/2007.09296>`_
@@ -99,6 +77,7 @@ class DAGNN(nn.Module):
     def __init__(self, num_features: int, num_classes: int, hidden_channels: int = 64, num_hops: int = 10,
                  dropout: float = 0.5):
         super().__init__()
+        _validate(hidden_channels, num_hops, dropout)
         if num_features < 1 or num_classes < 1:
             raise ValueError("num_features and num_classes must be >= 1")
         self.num_hops = num_hops
@@ -147,3 +126,7 @@ class DAGNN(nn.Module):
     def adjacency(self, edge_index, num_nodes: int) -> NormalizedAdjacency:
         """``A_hat`` for ``edge_index`` (passed through when it already is an adjacency), cached."""
         return self._propagation.adjacency(edge_index, num_nodes)
+
+
+#: DAGNN's hyper-parameters as a dataclass, derived from its constructor by the registry
+DAGNNConfig = get_model_entry("dagnn").config_cls

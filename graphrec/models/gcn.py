@@ -1,39 +1,23 @@
 """GCN, graph convolutional network (Kipf and Welling, ICLR 2017), of configurable depth."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from graphrec.models.dagnn import feature_dropout
-from graphrec.models.registry import register_model
+from graphrec.models.registry import get_model_entry, register_model
 from graphrec.nn import GCNPropagation, NormalizedAdjacency
 
 
-@dataclass
-class GCNConfig:
-    """GCN hyper-parameters. Defaults: hidden 64 (DAGNN's width, for depth comparisons), dropout 0.5."""
-
-    hidden_channels: int = 64
-    num_layers: int = 2
-    dropout: float = 0.5
-
-    def __post_init__(self):
-        if self.hidden_channels < 1 or self.num_layers < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("hidden_channels and num_layers must be >= 1 and 0 <= dropout < 1")
+def _validate(hidden_channels: int, num_layers: int, dropout: float, **_) -> None:
+    if hidden_channels < 1 or num_layers < 1 or not 0.0 <= dropout < 1.0:
+        raise ValueError("hidden_channels and num_layers must be >= 1 and 0 <= dropout < 1")
 
 
 @register_model(
-    "gcn", config=GCNConfig, task="node_classification",
+    "gcn", task="node_classification", validate=_validate,
     description="GCN (Kipf & Welling, ICLR 2017): L stacked graph convolutions, the plain deep baseline",
-    # Kipf & Welling: Adam lr 0.01, weight decay 5e-4, early stopping on validation loss. Trained
-    # here with DAGNN's protocol (1000 epochs, window-mean stopping after half) so depth
-    # comparisons differ in the model only.
-    train_defaults={"lr": 0.01, "weight_decay": 5e-4, "epochs": 1000, "eval_every": 1, "patience": 100,
-                    "monitor": "loss", "monitor_mode": "min", "early_stopping": "window_mean",
-                    "normalize_features": True},
 )
 class GCN(nn.Module):
     r"""GCN from `"Semi-Supervised Classification with Graph Convolutional Networks"
@@ -71,6 +55,7 @@ class GCN(nn.Module):
     def __init__(self, num_features: int, num_classes: int, hidden_channels: int = 64, num_layers: int = 2,
                  dropout: float = 0.5):
         super().__init__()
+        _validate(hidden_channels, num_layers, dropout)
         from torch_geometric.nn import GCNConv
 
         if num_features < 1 or num_classes < 1 or num_layers < 1:
@@ -121,3 +106,6 @@ class GCN(nn.Module):
         for index in range(len(self.convs)):
             h = self.layer(index, feature_dropout(h, self.dropout, self.training), None, adjacency)
         return self.output_layer(h)
+
+#: GCN's hyper-parameters as a dataclass, derived from its constructor by the registry
+GCNConfig = get_model_entry("gcn").config_cls

@@ -2,40 +2,24 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphrec.models.registry import register_model
+from graphrec.models.registry import get_model_entry, register_model
 from graphrec.nn import GCNPropagation, NormalizedAdjacency
 
 
-@dataclass
-class GCNIIConfig:
-    """GCNII hyper-parameters (official Cora settings: 64 layers, hidden 64, alpha 0.1, lambda 0.5, dropout 0.6)."""
-
-    hidden_channels: int = 64
-    num_layers: int = 16
-    alpha: float = 0.1
-    theta: float = 0.5
-    dropout: float = 0.6
-
-    def __post_init__(self):
-        if self.hidden_channels < 1 or self.num_layers < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ValueError("hidden_channels and num_layers must be >= 1 and 0 <= dropout < 1")
-        if not 0.0 <= self.alpha <= 1.0 or self.theta <= 0.0:
-            raise ValueError("alpha must be in [0, 1] and theta > 0")
+def _validate(hidden_channels: int, num_layers: int, alpha: float, theta: float, dropout: float, **_) -> None:
+    if hidden_channels < 1 or num_layers < 1 or not 0.0 <= dropout < 1.0:
+        raise ValueError("hidden_channels and num_layers must be >= 1 and 0 <= dropout < 1")
+    if not 0.0 <= alpha <= 1.0 or theta <= 0.0:
+        raise ValueError("alpha must be in [0, 1] and theta > 0")
 
 
 @register_model(
-    "gcnii", config=GCNIIConfig, task="node_classification",
+    "gcnii", task="node_classification", validate=_validate,
     description="GCNII (Chen et al., ICML 2020): deep GCN with initial residual and identity mapping",
-    # Official code (chennnM/GCNII train.py): Adam lr 0.01, weight decay 0.01 on the convolutions and
-    # 5e-4 on the dense layers (one value here: the convolutions'), patience 100 on validation loss.
-    train_defaults={"lr": 0.01, "weight_decay": 5e-4, "epochs": 1500, "eval_every": 1, "patience": 100,
-                    "monitor": "loss", "monitor_mode": "min", "normalize_features": True},
 )
 class GCNII(nn.Module):
     r"""GCNII from `"Simple and Deep Graph Convolutional Networks" <https://arxiv.org/abs/2007.02133>`_.
@@ -55,6 +39,8 @@ class GCNII(nn.Module):
     :meth:`layer` (``adjacency``: the whole graph's :class:`~graphrec.nn.NormalizedAdjacency` or an
     :class:`~graphrec.nn.EdgeBlock` of it; ``h0``: :math:`\mathbf{H}^{(0)}` of the target rows) and
     :meth:`output_layer`; dropout is the caller's.
+    Defaults: hidden 64, alpha 0.1, lambda (``theta``) 0.5, dropout 0.6 as the official Cora settings,
+    16 layers.
     """
 
     sparse_features = False
@@ -62,6 +48,7 @@ class GCNII(nn.Module):
     def __init__(self, num_features: int, num_classes: int, hidden_channels: int = 64, num_layers: int = 16,
                  alpha: float = 0.1, theta: float = 0.5, dropout: float = 0.6):
         super().__init__()
+        _validate(hidden_channels, num_layers, alpha, theta, dropout)
         from torch_geometric.nn import GCN2Conv
 
         self.dropout, self.alpha, self.theta = dropout, alpha, theta
@@ -107,3 +94,6 @@ class GCNII(nn.Module):
         for index in range(len(self.convs)):
             h = self.layer(index, F.dropout(h, self.dropout, self.training), h0, adjacency)
         return self.output_layer(F.dropout(h, self.dropout, self.training))
+
+#: GCNII's hyper-parameters as a dataclass, derived from its constructor by the registry
+GCNIIConfig = get_model_entry("gcnii").config_cls

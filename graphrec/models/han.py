@@ -1,8 +1,6 @@
 """HAN, Heterogeneous graph Attention Network (Wang et al., WWW 2019), on PyG's ``HANConv``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,30 +8,19 @@ from torch_geometric.nn import HANConv
 from torch_geometric.utils import add_remaining_self_loops
 
 from graphrec.models.metapath import MetaPathCache, compose_edge_index, extend_metapaths, metapath_name, source_type
-from graphrec.models.registry import register_model
+from graphrec.models.registry import get_model_entry, register_model
 
 
-@dataclass
-class HANConfig:
-    """HAN hyper-parameters (official Jhy1993/HAN: 8 heads of 8 units, dropout 0.6)."""
-
-    hidden_channels: int = 64
-    heads: int = 8
-    dropout: float = 0.6
-
-    def __post_init__(self):
-        if self.hidden_channels < 1 or self.heads < 1 or self.hidden_channels % self.heads:
-            raise ValueError("hidden_channels and heads must be >= 1, heads dividing hidden_channels")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
+def _validate(hidden_channels: int, heads: int, dropout: float, **_) -> None:
+    if hidden_channels < 1 or heads < 1 or hidden_channels % heads:
+        raise ValueError("hidden_channels and heads must be >= 1, heads dividing hidden_channels")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError("dropout must be in [0, 1)")
 
 
 @register_model(
-    "han", config=HANConfig, task="hetero_node_classification",
+    "han", task="hetero_node_classification", validate=_validate,
     description="HAN (Wang et al. 2019), PyG HANConv over the target type's 2-hop meta-paths (baseline for LATTE)",
-    # Official HAN: Adam lr 0.005, weight decay 0.001; early stopping on validation loss.
-    train_defaults={"lr": 5e-3, "weight_decay": 1e-3, "epochs": 200, "eval_every": 1, "patience": 20,
-                    "monitor": "loss", "monitor_mode": "min", "normalize_features": False},
 )
 class HAN(nn.Module):
     r"""HAN from `"Heterogeneous Graph Attention Network" <https://arxiv.org/abs/1903.07293>`_.
@@ -44,11 +31,13 @@ class HAN(nn.Module):
     applies node-level attention (GAT, one per meta-path) and semantic attention (eq. 7-9),
     followed by a Linear classifier. A target type without features gets a learned embedding.
     Interface: ``model(x_dict, edge_index_dict, n_id_dict) -> [N_target, C]`` (see LATTE).
+    Defaults: the official Jhy1993/HAN, 8 heads of 8 units, dropout 0.6.
     """
 
     def __init__(self, metadata, in_channels: dict[str, int], num_nodes: dict[str, int], num_classes: int,
                  target: str, hidden_channels: int = 64, heads: int = 8, dropout: float = 0.6):
         super().__init__()
+        _validate(hidden_channels, heads, dropout)
         _, edge_types = metadata
         base = [tuple(et) for et in edge_types]
         self.target, self.dropout = target, dropout
@@ -89,3 +78,6 @@ class HAN(nn.Module):
                          n_id_dict: dict) -> tuple[torch.Tensor, None]:
         """``(logits, None)``: no auxiliary loss (:class:`~graphrec.models.interfaces.HeteroNodeClassifier`)."""
         return self(x_dict, edge_index_dict, n_id_dict), None
+
+#: HAN's hyper-parameters as a dataclass, derived from its constructor by the registry
+HANConfig = get_model_entry("han").config_cls

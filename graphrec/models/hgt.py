@@ -1,39 +1,24 @@
 """HGT, Heterogeneous Graph Transformer (Hu, Dong, Wang, Sun, WWW 2020), on PyG's ``HGTConv``."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import HGTConv
 
-from graphrec.models.registry import register_model
+from graphrec.models.registry import get_model_entry, register_model
 
 
-@dataclass
-class HGTConfig:
-    """HGT hyper-parameters as LATTE's official ``run.py`` ran it (128 units, 2 layers, 8 heads, dropout 0.2)."""
-
-    hidden_channels: int = 128
-    num_layers: int = 2
-    heads: int = 8
-    dropout: float = 0.2
-    #: std of the normal init of learned embeddings (types without features); as LATTE's
-    embedding_std: float = 0.1
-
-    def __post_init__(self):
-        if self.hidden_channels < 1 or self.num_layers < 1 or self.heads < 1 or self.hidden_channels % self.heads:
-            raise ValueError("hidden_channels, num_layers and heads must be >= 1, heads dividing hidden_channels")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("dropout must be in [0, 1)")
+def _validate(hidden_channels: int, num_layers: int, heads: int, dropout: float, **_) -> None:
+    if hidden_channels < 1 or num_layers < 1 or heads < 1 or hidden_channels % heads:
+        raise ValueError("hidden_channels, num_layers and heads must be >= 1, heads dividing hidden_channels")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError("dropout must be in [0, 1)")
 
 
 @register_model(
-    "hgt", config=HGTConfig, task="hetero_node_classification",
+    "hgt", task="hetero_node_classification", validate=_validate,
     description="HGT (Hu et al. 2020), PyG HGTConv over the base relations (baseline for LATTE)",
-    train_defaults={"lr": 1e-3, "weight_decay": 1e-2, "epochs": 250, "eval_every": 1, "patience": 10,
-                    "monitor": "loss", "monitor_mode": "min", "normalize_features": False},
 )
 class HGT(nn.Module):
     r"""HGT from `"Heterogeneous Graph Transformer" <https://arxiv.org/abs/2003.01332>`_.
@@ -42,13 +27,16 @@ class HGT(nn.Module):
     looked up in a learned embedding; ``num_layers`` PyG ``HGTConv`` layers (type- and
     relation-specific attention, messages and skip connections) follow, with dropout between them,
     and a Linear classifier on the target type. Interface as LATTE:
-    ``model(x_dict, edge_index_dict, n_id_dict) -> [N_target, C]``.
+    ``model(x_dict, edge_index_dict, n_id_dict) -> [N_target, C]``. Defaults as LATTE's official
+    ``run.py`` ran HGT (128 units, 2 layers, 8 heads, dropout 0.2); ``embedding_std`` is the std of
+    the normal init of learned embeddings (types without features), as LATTE's.
     """
 
     def __init__(self, metadata, in_channels: dict[str, int], num_nodes: dict[str, int], num_classes: int,
                  target: str, hidden_channels: int = 128, num_layers: int = 2, heads: int = 8, dropout: float = 0.2,
                  embedding_std: float = 0.1):
         super().__init__()
+        _validate(hidden_channels, num_layers, heads, dropout)
         node_types, edge_types = metadata
         self.node_types, self.target, self.dropout = list(node_types), target, dropout
         featured = {t: int(c) for t, c in in_channels.items() if c}
@@ -77,3 +65,6 @@ class HGT(nn.Module):
                          n_id_dict: dict) -> tuple[torch.Tensor, None]:
         """``(logits, None)``: no auxiliary loss (:class:`~graphrec.models.interfaces.HeteroNodeClassifier`)."""
         return self(x_dict, edge_index_dict, n_id_dict), None
+
+#: HGT's hyper-parameters as a dataclass, derived from its constructor by the registry
+HGTConfig = get_model_entry("hgt").config_cls

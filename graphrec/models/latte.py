@@ -1,8 +1,6 @@
 """LATTE, Layer-stacked ATTention Embedding for heterogeneous graphs (Tran & Gao, arXiv 2009.08072)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -10,7 +8,7 @@ from torch_geometric.utils import softmax
 
 from graphrec.models.metapath import (MetaPath, MetaPathCache, compose_edge_index, extend_metapaths,
                                       metapath_name, source_type, target_type)
-from graphrec.models.registry import register_model
+from graphrec.models.registry import get_model_entry, register_model
 from graphrec.nn import aggregate as graph_aggregate
 
 #: above this many gathered message entries (edges x channels) a relation is aggregated with a
@@ -19,45 +17,18 @@ from graphrec.nn import aggregate as graph_aggregate
 GATHER_LIMIT = 1 << 24
 
 
-@dataclass
-class LATTEConfig:
-    """LATTE hyper-parameters: the official ``run.py`` values (JonnyTran/LATTE, method LATTE-2)."""
-
-    embedding_dim: int = 128
-    num_layers: int = 2
-    heads: int = 2
-    attn_dropout: float = 0.2
-    dropout: float = 0.2
-    #: dropout before the classifier (official ``nb_cls_dropout``)
-    classifier_dropout: float = 0.4
-    #: add the proximity (link) loss of paper eq. 8 to the classification loss ("LATTE-2proximity")
-    use_proximity: bool = False
-    #: uniform negative edges per positive edge for the proximity loss (official 2.0)
-    neg_sampling_ratio: float = 2.0
-    #: std of the normal init of the learned embeddings of types without features. The official
-    #: code keeps nn.Embedding's N(0, 1); on HeCo's ACM the subjects of most valid/test papers are
-    #: never reached from the 60 train papers, their N(0, 1) vectors (norm ~11, 4x a projected
-    #: paper) stay random and swamp the paper's own signal: 0.1 measured better on validation
-    embedding_std: float = 0.1
-    #: official ``configure_optimizers`` groups: no weight decay on biases, sharpening, embeddings
-    #: (on HeCo's ACM within 0.3 points of one group on validation; kept as the official recipe)
-    official_parameter_groups: bool = True
-    #: official ``edge_threshold``: a t-order meta-path (t > 1) is composed only from the edges of
-    #: the (t-1)-order path whose attention at the previous layer (max over heads) is at least
-    #: this (at least the top edge is kept); 0 composes structurally (every edge). The official
-    #: run.py uses 0.5; on HeCo's ACM it did not help on validation, so 0 stays the default
-    edge_threshold: float = 0.0
-
-    def __post_init__(self):
-        if self.embedding_dim < 1 or self.num_layers < 1 or self.heads < 1 or self.embedding_dim % self.heads:
-            raise ValueError("embedding_dim, num_layers and heads must be >= 1, heads dividing embedding_dim")
-        for name in ("attn_dropout", "dropout", "classifier_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1)")
-        if self.neg_sampling_ratio <= 0:
-            raise ValueError("neg_sampling_ratio must be > 0")
-        if not 0.0 <= self.edge_threshold <= 1.0:
-            raise ValueError("edge_threshold must be in [0, 1]")
+def _validate(embedding_dim: int, num_layers: int, heads: int, attn_dropout: float, dropout: float,
+              classifier_dropout: float, neg_sampling_ratio: float, edge_threshold: float, **_) -> None:
+    if embedding_dim < 1 or num_layers < 1 or heads < 1 or embedding_dim % heads:
+        raise ValueError("embedding_dim, num_layers and heads must be >= 1, heads dividing embedding_dim")
+    for name, value in (("attn_dropout", attn_dropout), ("dropout", dropout),
+                        ("classifier_dropout", classifier_dropout)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1)")
+    if neg_sampling_ratio <= 0:
+        raise ValueError("neg_sampling_ratio must be > 0")
+    if not 0.0 <= edge_threshold <= 1.0:
+        raise ValueError("edge_threshold must be in [0, 1]")
 
 
 class LATTEConv(nn.Module):
@@ -203,13 +174,9 @@ def aggregate(alpha: torch.Tensor, source: torch.Tensor, edge_index: torch.Tenso
 
 
 @register_model(
-    "latte", config=LATTEConfig, task="hetero_node_classification",
+    "latte", task="hetero_node_classification", validate=_validate,
     description="LATTE (Tran & Gao 2020): layer-stacked relation (beta) and node (alpha) attention over t-order "
                 "meta-paths, layers concatenated",
-    # Official run.py / models.py: Adam lr 1e-3, weight decay 1e-2, early stopping on val_loss with
-    # patience 10, at most 250 epochs, evaluated every epoch.
-    train_defaults={"lr": 1e-3, "weight_decay": 1e-2, "epochs": 250, "eval_every": 1, "patience": 10,
-                    "monitor": "loss", "monitor_mode": "min", "normalize_features": False},
 )
 class LATTE(nn.Module):
     r"""LATTE from `"Layer-stacked Attention for Heterogeneous Network Embedding"
@@ -236,6 +203,17 @@ class LATTE(nn.Module):
     returns the last pass's beta per layer and type, the paper's interpretability output.
     :meth:`forward_with_aux` returns the logits with the proximity loss of the pass (training
     with ``use_proximity``; else None), which the task adds to the classification loss.
+
+    Hyper-parameters (defaults: the official ``run.py``, method LATTE-2): ``embedding_dim`` (128),
+    ``num_layers`` (2), ``heads`` (2), ``attn_dropout``, ``dropout`` (0.2), ``classifier_dropout``
+    (0.4, the official ``nb_cls_dropout``, before the classifier); ``use_proximity`` adds the
+    proximity (link) loss of eq. 8 ("LATTE-2proximity") with ``neg_sampling_ratio`` uniform negative
+    edges per positive edge (2.0); ``embedding_std``: std of the normal init of the embeddings of
+    types without features (official: nn.Embedding's N(0, 1); 0.1 here, chosen on validation);
+    ``official_parameter_groups``: the official optimizer groups, no weight decay on biases,
+    sharpening and embeddings; ``edge_threshold``: the official ``edge_threshold``, a t-order
+    meta-path (t > 1) is composed only from the (t-1)-order edges whose previous-layer attention
+    (max over heads) is at least this (the top edge is always kept); 0 composes every edge.
     """
 
     def __init__(self, metadata, in_channels: dict[str, int], num_nodes: dict[str, int], num_classes: int,
@@ -244,6 +222,8 @@ class LATTE(nn.Module):
                  use_proximity: bool = False, neg_sampling_ratio: float = 2.0, embedding_std: float = 0.1,
                  official_parameter_groups: bool = True, edge_threshold: float = 0.0):
         super().__init__()
+        _validate(embedding_dim, num_layers, heads, attn_dropout, dropout, classifier_dropout, neg_sampling_ratio,
+                  edge_threshold)
         node_types, edge_types = metadata
         self.node_types = list(node_types)
         self.edge_types = [tuple(et) for et in edge_types]
@@ -401,3 +381,7 @@ class LATTE(nn.Module):
         for layer, betas in zip(self.layers, self._betas):
             out.append({t: dict(zip(layer.relation_names(t), beta.unbind(dim=1))) for t, beta in betas.items()})
         return out
+
+
+#: LATTE's hyper-parameters as a dataclass, derived from its constructor by the registry
+LATTEConfig = get_model_entry("latte").config_cls

@@ -1,31 +1,17 @@
 """LightGCN (He et al., SIGIR 2020)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import scipy.sparse as sp
 import torch
 from torch import nn
 
-from graphrec.models.registry import register_model
+from graphrec.models.registry import get_model_entry, register_model
 from graphrec.nn import NormalizedAdjacency, SubgraphPropagation, bpr_loss, layer_mean_rows
 
 
-@dataclass
-class LightGCNConfig:
-    """LightGCN hyper-parameters (paper / official code defaults)."""
-
-    embedding_dim: int = 64
-    num_layers: int = 3
-    init_std: float = 0.1
-    reg_weight: float = 1e-4
-
-
 @register_model(
-    "lightgcn", config=LightGCNConfig, task="recommendation",
+    "lightgcn", task="recommendation",
     description="LightGCN (He et al., SIGIR 2020): linear propagation on the user-item graph, BPR loss",
-    # Official code (gusye1234/LightGCN-PyTorch): Adam lr 1e-3, batch 2048, 1000 epochs, test every 10.
-    train_defaults={"lr": 1e-3, "batch_size": 2048, "epochs": 1000, "eval_every": 10},
 )
 class LightGCN(nn.Module):
     r"""LightGCN from `"LightGCN: Simplifying and Powering Graph Convolution Network for
@@ -203,3 +189,7 @@ def _check_item_encoder(encoder: nn.Module, num_items: int, dim: int) -> None:
     if getattr(encoder, "out_dim", dim) != dim:
         raise ValueError(f"the item image encoder outputs {encoder.out_dim} features, the embeddings have {dim}: "
                          f"build it with out_dim={dim}")
+
+
+#: LightGCN's hyper-parameters as a dataclass, derived from its constructor by the registry
+LightGCNConfig = get_model_entry("lightgcn").config_cls

@@ -1,8 +1,6 @@
 """UltraGCN (Mao et al., CIKM 2021)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numba as nb
 import numpy as np
 import scipy.sparse as sp
@@ -12,30 +10,14 @@ from torch import nn
 
 from graphrec.kernels.item_similarity import WEIGHTINGS, item_item_topk
 from graphrec.kernels.pair_scores import pair_scores, pair_scores_item_grad, pair_scores_user_grad
-from graphrec.models.registry import register_model
+from graphrec.models.registry import get_model_entry, register_model
 
 
-@dataclass
-class UltraGCNConfig:
-    """UltraGCN hyper-parameters; defaults are the official Gowalla config (xue-pai/UltraGCN)."""
-
-    embedding_dim: int = 64
-    init_std: float = 1e-4
-    w1: float = 1e-6
-    w2: float = 1.0
-    w3: float = 1e-6
-    w4: float = 1.0
-    negative_weight: float = 300.0
-    item_constraint_weight: float = 5e-4  # lambda: weight of L_I
-    l2_weight: float = 1e-4  # gamma: weight of ||theta||^2 / 2
-    num_item_neighbors: int = 10  # K of the item-item graph
-    item_weighting: str = "official"  # "official" (the code behind the paper's numbers) or "paper" (Eq. 14)
-
-    def __post_init__(self):
-        if self.item_weighting not in WEIGHTINGS:
-            raise ValueError(f"item_weighting must be one of {WEIGHTINGS}, got {self.item_weighting!r}")
-        if self.num_item_neighbors < 1:
-            raise ValueError("num_item_neighbors must be >= 1")
+def _validate(item_weighting: str, num_item_neighbors: int, **_) -> None:
+    if item_weighting not in WEIGHTINGS:
+        raise ValueError(f"item_weighting must be one of {WEIGHTINGS}, got {item_weighting!r}")
+    if num_item_neighbors < 1:
+        raise ValueError("num_item_neighbors must be >= 1")
 
 
 def constraint_coefficients(train: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
@@ -54,38 +36,10 @@ def constraint_coefficients(train: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]
     return beta_user, beta_item
 
 
-_DATASET_DEFAULTS = {
-    # config/ultragcn_gowalla_m1.ini
-    "gowalla": {
-        "train.lr": 1e-4, "train.batch_size": 512, "train.num_negatives": 1500, "train.patience": 150,
-        "model.negative_weight": 300.0, "model.w1": 1e-6, "model.w2": 1.0, "model.w3": 1e-6, "model.w4": 1.0,
-        "model.item_constraint_weight": 5e-4, "model.l2_weight": 1e-4, "model.init_std": 1e-4,
-    },
-    # config/ultragcn_yelp18_m1.ini
-    "yelp2018": {
-        "train.lr": 1e-3, "train.batch_size": 1024, "train.num_negatives": 800, "train.patience": 15,
-        "model.negative_weight": 300.0, "model.w1": 1e-8, "model.w2": 1.0, "model.w3": 1e-8, "model.w4": 1.0,
-        "model.item_constraint_weight": 5e-4, "model.l2_weight": 1e-4, "model.init_std": 1e-4,
-    },
-    # config/ultragcn_amazon_m1.ini
-    "amazon-book": {
-        "train.lr": 1e-3, "train.batch_size": 1024, "train.num_negatives": 500, "train.patience": 15,
-        "model.negative_weight": 500.0, "model.w1": 1e-8, "model.w2": 1.0, "model.w3": 1.0, "model.w4": 1e-8,
-        "model.item_constraint_weight": 2.75, "model.l2_weight": 1e-4, "model.init_std": 1e-4,
-    },
-}
-
-
 @register_model(
-    "ultragcn", config=UltraGCNConfig, task="recommendation",
+    "ultragcn", task="recommendation", validate=_validate,
     description="UltraGCN (Mao et al., CIKM 2021): no message passing; constraint losses on user-item "
                 "and top-K item-item pairs",
-    # Official code (xue-pai/UltraGCN): Adam, every train interaction once per epoch in a shuffled
-    # order, max_epoch 2000, test every epoch from epoch 50 on (every 5 before), early stop
-    # after early_stop_epoch tests without a better recall@20. Gowalla's values otherwise.
-    train_defaults={"lr": 1e-4, "batch_size": 512, "epochs": 2000, "eval_every": 1, "patience": 150,
-                    "num_negatives": 1500, "user_sampling": "interaction"},
-    dataset_defaults=_DATASET_DEFAULTS,
 )
 class UltraGCN(nn.Module):
     r"""UltraGCN from `"UltraGCN: Ultra Simplification of Graph Convolutional Networks for
@@ -162,8 +116,7 @@ class UltraGCN(nn.Module):
         super().__init__()
         if num_users < 1 or num_items < 1 or embedding_dim < 1:
             raise ValueError("num_users, num_items and embedding_dim must be >= 1")
-        if item_weighting not in WEIGHTINGS:
-            raise ValueError(f"item_weighting must be one of {WEIGHTINGS}, got {item_weighting!r}")
+        _validate(item_weighting, num_item_neighbors)
         self.num_users = num_users
         self.num_items = num_items
         self.w1, self.w2, self.w3, self.w4 = w1, w2, w3, w4
@@ -395,3 +348,7 @@ class _SampledPairScores(torch.autograd.Function):
             grad_weight = torch.from_numpy(pair_scores_item_grad(grad, user_e.numpy(), pairs, weight.shape[0],
                                                                  max(1, nb.get_num_threads())))
         return grad_user, grad_weight, None
+
+
+#: UltraGCN's hyper-parameters as a dataclass, derived from its constructor by the registry
+UltraGCNConfig = get_model_entry("ultragcn").config_cls

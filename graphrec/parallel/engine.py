@@ -9,68 +9,19 @@ optimizer step per epoch. Design and measurements: docs/parallel.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from graphrec.config import TrainConfig
+from graphrec.config import ParallelConfig, TrainConfig
 from graphrec.parallel.comm import Comm, HaloExchange
 from graphrec.parallel.partition import build_rank_plans, partition_and_chunk
 from graphrec.parallel.stages import DropoutMasks, split_layers, staged
 from graphrec.train.trainer import load_optimizer_state, make_optimizer
 
 MODES = ("single", "pipe", "graph", "hybrid")
-
-
-@dataclass
-class ParallelConfig:
-    """How a run is spread over ranks (docs/parallel.md)."""
-
-    mode: str = "pipe"
-    #: pipeline stages in hybrid mode (pipe: world size; graph/single: 1)
-    stages: int = 2
-    #: chunks per partition flowing through the pipeline (graph mode: always 1)
-    chunks: int = 4
-    #: False: one chunk, no history (exact). True: ``chunks`` chunks with historical embeddings
-    staleness: bool = True
-    warmup_epochs: int = 0
-    #: epochs from this one on (0-based; 0 = never) run the exact one-chunk schedule: a staleness-free
-    #: finish, so the selected weights are fine-tuned without historical embeddings
-    exact_from_epoch: int = 0
-    #: permute the chunk order every epoch (seeded by seed and epoch): a fixed order biases the first
-    #: chunk towards stale rows
-    shuffle_chunks: bool = True
-    metis_seed: int = 0
-    #: "" = gloo on CPU, nccl on CUDA
-    backend: str = ""
-    #: every blocking communication fails after this many seconds (dead or hung peer)
-    timeout_s: float = 60.0
-
-    def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"parallel mode {self.mode!r} is not one of {', '.join(MODES)}")
-        if self.chunks < 1 or self.stages < 1 or self.warmup_epochs < 0 or self.timeout_s <= 0:
-            raise ValueError("chunks and stages must be >= 1, warmup_epochs >= 0 and timeout_s > 0")
-
-    def layout(self, world_size: int) -> tuple[int, int]:
-        """(stages, parts) for ``world_size`` ranks."""
-        if self.mode == "single":
-            if world_size != 1:
-                raise ValueError("mode 'single' runs on one process")
-            return 1, 1
-        if self.mode == "pipe":
-            return world_size, 1
-        if self.mode == "graph":
-            return 1, world_size
-        if world_size % self.stages:
-            raise ValueError(f"hybrid: world size {world_size} is not a multiple of stages={self.stages}")
-        return self.stages, world_size // self.stages
-
-    def num_chunks(self) -> int:
-        return 1 if self.mode in ("graph", "single") or not self.staleness else self.chunks
 
 
 class PipelineEngine:

@@ -168,20 +168,15 @@ def fit_parallel(config, parallel: ParallelConfig, run_dir: str | Path, resume: 
     return summary
 
 
-def parallel_config_from_args(args, run_dir: Path, resume: bool) -> ParallelConfig:
-    """The run's :class:`ParallelConfig`: ``parallel/parallel.json`` of a resumed run, else the flags."""
+def parallel_config_from_args(args, run_dir: Path, resume: bool, config) -> ParallelConfig:
+    """The run's :class:`ParallelConfig`: ``parallel/parallel.json`` of a resumed run, else the run
+    config's ``parallel`` section (which the ``--parallel``/``--chunks``/... flags write into)."""
     saved = Path(run_dir) / "parallel" / "parallel.json"
     if (resume or getattr(args, "resume", None)) and saved.exists():
         values = json.loads(saved.read_text())
         values.pop("world_size", None)
         return ParallelConfig(**values)
-    values = {"mode": args.parallel}
-    for flag in ("stages", "chunks", "warmup_epochs"):
-        if getattr(args, flag, None) is not None:
-            values[flag] = getattr(args, flag)
-    if getattr(args, "no_staleness", False):
-        values["staleness"] = False
-    return ParallelConfig(**values)
+    return config.parallel
 
 
 def cli_fit(args, config, run_dir: Path, resume: bool, argv: list[str]) -> int:
@@ -196,18 +191,19 @@ def cli_fit(args, config, run_dir: Path, resume: bool, argv: list[str]) -> int:
     from graphrec.parallel.launch import distributed_env, launch_module
 
     _, world_size, _ = distributed_env()
-    nproc = getattr(args, "nproc", 1) or 1
+    nproc = config.parallel.nproc
     if "WORLD_SIZE" not in os.environ and nproc > 1:
-        worker_argv = _strip_flag(argv, "--nproc")
+        worker_argv = list(argv)   # workers see WORLD_SIZE and join instead of launching again
         if not args.resume and not args.run_dir:
             worker_argv += ["--run-dir", str(run_dir)]
         return launch_module("graphrec", worker_argv, nproc)
-    if args.parallel == "ddp" or config_task(config) == "recommendation":
+    if config.parallel.mode == "ddp" or config_task(config) == "recommendation":
         from graphrec.parallel.ddp import fit_ddp
 
-        summary = fit_ddp(config, run_dir, resume=resume, backend="", timeout_s=60.0)
+        summary = fit_ddp(config, run_dir, resume=resume, backend=config.parallel.backend,
+                          timeout_s=config.parallel.timeout_s)
     else:
-        parallel = parallel_config_from_args(args, run_dir, resume)
+        parallel = parallel_config_from_args(args, run_dir, resume, config)
         if world_size > 1 and not args.run_dir and not args.resume:
             run_dir = Path(_agree_on(str(run_dir), parallel, config.train.device))
         summary = fit_parallel(config, parallel, run_dir, resume=resume)
@@ -236,18 +232,3 @@ def _agree_on(value: str, parallel: ParallelConfig, device: str = "cpu") -> str:
     shared = [value]
     dist.broadcast_object_list(shared, src=0)
     return shared[0]
-
-
-def _strip_flag(argv: list[str], flag: str) -> list[str]:
-    out, skip = [], False
-    for item in argv:
-        if skip:
-            skip = False
-            continue
-        if item == flag:
-            skip = True
-            continue
-        if item.startswith(flag + "="):
-            continue
-        out.append(item)
-    return out

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphrec.config import TrainConfig
+from graphrec.config import SamplingConfig, TrainConfig
 from graphrec.data.splits import planetoid_random_split, stratified_split
 from graphrec.metrics.classification import classification_metrics
 from graphrec.models.interfaces import HeteroNodeClassifier
@@ -49,18 +49,19 @@ class HeteroNodeClassificationTask(Task):
     Training adds the returned auxiliary loss (LATTE's proximity loss; None: nothing) to the
     cross-entropy.
 
-    ``train.mode``: ``full`` (one batch, the whole graph) or ``sampled``: minibatches of
+    ``sampling.mode``: ``full`` (one batch, the whole graph) or ``sampled``: minibatches of
     ``batch_size`` train nodes with their sampled neighbourhoods (:class:`NeighborSampler` over
-    every relation, ``train.fanouts`` neighbours per relation and hop). In sampled mode,
+    every relation, ``sampling.fanouts`` neighbours per relation and hop). In sampled mode,
     evaluation also runs on sampled neighbourhoods of the split's nodes, drawn once with a fixed
     seed (the same subgraph at every evaluation, so validation losses compare across epochs),
-    as LATTE's official code does; ``train.fanouts`` of -1 make it exact.
+    as LATTE's official code does; ``sampling.fanouts`` of -1 make it exact.
     """
 
     selection_split = "valid"
     report_splits = ("valid", "test")
 
-    def __init__(self, data, config: TrainConfig):
+    def __init__(self, data, config: TrainConfig, sampling: SamplingConfig | None = None):
+        self.sampling = sampling = sampling if sampling is not None else SamplingConfig()
         if config.protocol != "validation":
             raise ValueError("node classification always selects on the validation split")
         target = getattr(data, "target_node_type", None)
@@ -95,9 +96,9 @@ class HeteroNodeClassificationTask(Task):
             n_id_dict={t: torch.arange(n, device=self.device) for t, n in self.num_nodes.items()},
             y=self.y, mask=self.masks["train"])
         self.sampler = None
-        if config.mode == "sampled":
-            if not config.fanouts:
-                raise ValueError("train.mode=sampled needs train.fanouts (neighbours per relation and hop, e.g. [10, 10])")
+        if sampling.mode == "sampled":
+            if not sampling.fanouts:
+                raise ValueError("sampling.mode=sampled needs sampling.fanouts (neighbours per relation and hop, e.g. [10, 10])")
             from torch_geometric.data import HeteroData
 
             structure = HeteroData()
@@ -105,7 +106,7 @@ class HeteroNodeClassificationTask(Task):
                 structure[t].num_nodes = n
             for et in data.edge_types:
                 structure[et].edge_index = data[et].edge_index
-            self.sampler = NeighborSampler(structure, list(config.fanouts), seed=config.seed)
+            self.sampler = NeighborSampler(structure, list(sampling.fanouts), seed=config.seed)
         self._eval_batches: dict[str, HeteroBatch] = {}
 
     @staticmethod
@@ -208,8 +209,8 @@ class HeteroNodeClassificationTask(Task):
 
     def describe(self) -> dict:
         return {"task": "hetero_node_classification", "protocol": "validation", "protocol_description": PROTOCOL,
-                "split": self.split, "mode": self.config.mode,
-                "fanouts": list(self.config.fanouts) if self.sampler is not None else None,
+                "split": self.split, "mode": self.sampling.mode,
+                "fanouts": list(self.sampling.fanouts) if self.sampler is not None else None,
                 "data": {"name": self.name, "target": self.target, "nodes": dict(self.num_nodes),
                          "edges": {"-".join(et): int(ei.shape[1]) for et, ei in self.graph.edge_index_dict.items()},
                          "features": {t: int(x.shape[1]) for t, x in self.graph.x_dict.items()},

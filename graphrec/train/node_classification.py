@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.data import Data
 
-from graphrec.config import TrainConfig
+from graphrec.config import SamplingConfig, TrainConfig
 from graphrec.data.splits import planetoid_random_split, stratified_split
 from graphrec.metrics.classification import classification_metrics
 from graphrec.models.interfaces import takes_categorical_fields, takes_sparse_features
@@ -74,7 +74,8 @@ class NodeClassificationTask(Task):
     selection_split = "valid"
     report_splits = ("valid", "test")
 
-    def __init__(self, data, config: TrainConfig):
+    def __init__(self, data, config: TrainConfig, sampling: SamplingConfig | None = None):
+        self.sampling = sampling if sampling is not None else SamplingConfig()
         if config.protocol != "validation":
             raise ValueError("node classification always selects on the validation split (as the GCN and "
                              f"DAGNN papers do); protocol {config.protocol!r} is a recommendation option")

@@ -6,7 +6,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from graphrec.config import TrainConfig
+from graphrec.config import SamplingConfig, TrainConfig
 from graphrec.data.interactions import InteractionGraph
 from graphrec.metrics.ranking import RankingEvaluator
 from graphrec.sampling.bpr import BPRBatch, BPRSampler
@@ -28,8 +28,9 @@ class RecommendationTask(Task):
     whose inner products are the scores.
     """
 
-    def __init__(self, graph: InteractionGraph, config: TrainConfig):
+    def __init__(self, graph: InteractionGraph, config: TrainConfig, sampling: SamplingConfig | None = None):
         self.config = config
+        self.sampling = sampling = sampling if sampling is not None else SamplingConfig()
         self.protocol = config.protocol
         if self.protocol == "validation":
             if graph.valid is None:
@@ -43,9 +44,9 @@ class RecommendationTask(Task):
             self.report_splits = ("test",)
         self.graph = graph
         self.sampler = BPRSampler(graph.train, batch_size=config.batch_size,
-                                  num_negatives=config.num_negatives,
-                                  user_sampling=config.user_sampling, seed=config.seed,
-                                  shared_negatives=config.shared_negatives)
+                                  num_negatives=sampling.num_negatives,
+                                  user_sampling=sampling.user_sampling, seed=config.seed,
+                                  shared_negatives=sampling.shared_negatives)
         self.device = torch.device(config.device)
         self._evaluators: dict[str, RankingEvaluator] = {}
 

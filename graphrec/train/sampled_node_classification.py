@@ -1,4 +1,4 @@
-"""Minibatch node classification over sampled neighbourhoods (``train.mode=sampled``).
+"""Minibatch node classification over sampled neighbourhoods (``sampling.mode=sampled``).
 
 User graphs in profiling are large (CatGCN's Tencent graph: 1.5M users); full-batch training
 computes every node's field interactions and K propagations each step. Here an epoch is
@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from graphrec.config import TrainConfig
+from graphrec.config import SamplingConfig, TrainConfig
 from graphrec.data.csr import CSRGraph
 from graphrec.models.interfaces import DecoupledNodeClassifier
 from graphrec.nn import SubgraphPropagation
@@ -42,8 +42,8 @@ class SampledNodeClassificationTask(NodeClassificationTask):
     adds exactly one per node, as ``gcn_norm`` does.
     """
 
-    def __init__(self, data, config: TrainConfig):
-        super().__init__(data, config)
+    def __init__(self, data, config: TrainConfig, sampling: SamplingConfig | None = None):
+        super().__init__(data, config, sampling)
         edge_index = self.edge_index.cpu()
         edge_index = edge_index[:, edge_index[0] != edge_index[1]]
         self.csr = CSRGraph.from_edge_index(edge_index, self.num_nodes)
@@ -55,18 +55,18 @@ class SampledNodeClassificationTask(NodeClassificationTask):
         model = super().build_model(entry, model_config)
         if not isinstance(model, DecoupledNodeClassifier):
             raise ValueError(
-                f"train.mode=sampled trains decoupled models (initial_representation, then num_hops of A_hat), "
-                f"such as CatGCN; {type(model).__name__} interleaves weights and propagation: use train.mode=full")
+                f"sampling.mode=sampled trains decoupled models (initial_representation, then num_hops of A_hat), "
+                f"such as CatGCN; {type(model).__name__} interleaves weights and propagation: use sampling.mode=full")
         hops = int(model.num_hops)
         if hops == 0:
-            raise ValueError("train.mode=sampled needs at least one propagation hop (model.num_hops >= 1)")
-        fanouts = list(self.config.fanouts) or [-1] * hops
+            raise ValueError("sampling.mode=sampled needs at least one propagation hop (model.num_hops >= 1)")
+        fanouts = list(self.sampling.fanouts) or [-1] * hops
         if len(fanouts) != hops:
-            raise ValueError(f"train.fanouts has {len(fanouts)} entries but the model propagates {hops} hops: "
+            raise ValueError(f"sampling.fanouts has {len(fanouts)} entries but the model propagates {hops} hops: "
                              "give one fan-out per hop (-1: all neighbours)")
         self.sampler = NeighborSampler(self.csr, fanouts, seed=self.config.seed)
         self.propagation = SubgraphPropagation(np.diff(self.csr.indptr), self_loops=True,
-                                               normalization=self.config.subgraph_normalization)
+                                               normalization=self.sampling.subgraph_normalization)
         return model
 
     def num_batches(self) -> int:
@@ -76,7 +76,7 @@ class SampledNodeClassificationTask(NodeClassificationTask):
         if self.sampler is None:
             raise RuntimeError("build_model() first: the fan-outs depend on the model's depth")
         for batch in self.sampler.loader(self.train_nodes, batch_size=self.config.batch_size, shuffle=True,
-                                         epoch=epoch, start=start, num_workers=self.config.sampler_workers):
+                                         epoch=epoch, start=start, num_workers=self.sampling.sampler_workers):
             yield batch.to(self.device)
 
     def batch_samples(self, batch) -> int:
@@ -98,5 +98,5 @@ class SampledNodeClassificationTask(NodeClassificationTask):
     def describe(self) -> dict:
         return {**super().describe(), "mode": "sampled",
                 "fanouts": self.sampler.fanouts[("node", "to", "node")] if self.sampler else None,
-                "subgraph_normalization": self.config.subgraph_normalization,
+                "subgraph_normalization": self.sampling.subgraph_normalization,
                 "batch_size": self.config.batch_size}

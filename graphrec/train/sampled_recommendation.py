@@ -1,4 +1,4 @@
-"""Sampled-subgraph recommendation training (``train.mode=sampled``), PinSage-style.
+"""Sampled-subgraph recommendation training (``sampling.mode=sampled``), PinSage-style.
 
 Each BPR batch comes with the sampled K-hop neighbourhood of its users and items
 (:class:`~graphrec.sampling.LinkNeighborSampler`, one fan-out per propagation layer) and the
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from graphrec.config import TrainConfig
+from graphrec.config import SamplingConfig, TrainConfig
 from graphrec.data.interactions import InteractionGraph
 from graphrec.models.interfaces import SubgraphRecommender
 from graphrec.nn import SubgraphPropagation
@@ -37,17 +37,18 @@ class SampledRecommendationTask(RecommendationTask):
 
     The triples are those of the full mode's :class:`~graphrec.sampling.BPRSampler` with the
     same settings (same seed, same users, positives and negatives, batch for batch), so the two
-    modes differ only in the propagation. ``train.fanouts`` gives one fan-out per layer (empty:
+    modes differ only in the propagation. ``sampling.fanouts`` gives one fan-out per layer (empty:
     every neighbour at every hop, which reproduces full-graph training exactly);
-    ``train.subgraph_normalization`` the edge weights (default ``unbiased``, see
-    :mod:`graphrec.nn.subgraph`); ``train.sampler_workers`` threads sample batches ahead.
+    ``sampling.subgraph_normalization`` the edge weights (default ``unbiased``, see
+    :mod:`graphrec.nn.subgraph`); ``sampling.sampler_workers`` threads sample batches ahead.
     """
 
-    def __init__(self, graph: InteractionGraph, config: TrainConfig):
-        super().__init__(graph, config)
-        if config.shared_negatives or config.num_negatives != 1:
-            raise ValueError("train.mode=sampled trains LightGCN-style BPR: one negative per positive, "
-                             "not shared (set train.num_negatives=1, train.shared_negatives=false)")
+    def __init__(self, graph: InteractionGraph, config: TrainConfig, sampling: SamplingConfig | None = None):
+        super().__init__(graph, config, sampling)
+        sampling = self.sampling
+        if sampling.shared_negatives or sampling.num_negatives != 1:
+            raise ValueError("sampling.mode=sampled trains LightGCN-style BPR: one negative per positive, "
+                             "not shared (set sampling.num_negatives=1, sampling.shared_negatives=false)")
         self.link_sampler: LinkNeighborSampler | None = None
         self.propagation: SubgraphPropagation | None = None
 
@@ -55,29 +56,29 @@ class SampledRecommendationTask(RecommendationTask):
         model = super().build_model(entry, model_config)
         if not isinstance(model, SubgraphRecommender):
             raise ValueError(
-                "train.mode=sampled needs a propagation recommender with LightGCN's parameters "
+                "sampling.mode=sampled needs a propagation recommender with LightGCN's parameters "
                 f"(initial_representation, num_layers, reg_weight); {type(model).__name__} has none. UltraGCN has "
-                "no propagation to sample: train it with train.mode=full (its batches already touch only their "
+                "no propagation to sample: train it with sampling.mode=full (its batches already touch only their "
                 "own rows)")
         layers = int(model.num_layers)
-        fanouts = list(self.config.fanouts) or [-1] * layers
+        fanouts = list(self.sampling.fanouts) or [-1] * layers
         if len(fanouts) != layers:
-            raise ValueError(f"train.fanouts has {len(fanouts)} entries but the model propagates {layers} layers: "
+            raise ValueError(f"sampling.fanouts has {len(fanouts)} entries but the model propagates {layers} layers: "
                              "give one fan-out per layer (-1: all neighbours)")
         if layers == 0:
-            raise ValueError("train.mode=sampled needs at least one propagation layer")
+            raise ValueError("sampling.mode=sampled needs at least one propagation layer")
         self.link_sampler = LinkNeighborSampler(
             self.graph.train, fanouts, batch_size=self.config.batch_size, num_negatives=1,
-            seed=self.config.seed, user_sampling=self.config.user_sampling)
+            seed=self.config.seed, user_sampling=self.sampling.user_sampling)
         degree = np.diff(self.link_sampler.neighbors.relations[("node", "to", "node")].indptr)
         self.propagation = SubgraphPropagation(degree, self_loops=False,
-                                               normalization=self.config.subgraph_normalization)
+                                               normalization=self.sampling.subgraph_normalization)
         return model
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator:
         if self.link_sampler is None:
             raise RuntimeError("build_model() first: the fan-outs depend on the model's depth")
-        for number, batch in enumerate(self.link_sampler.loader(epoch, start, self.config.sampler_workers),
+        for number, batch in enumerate(self.link_sampler.loader(epoch, start, self.sampling.sampler_workers),
                                        start=start):
             if number >= self.num_batches():
                 return
@@ -93,4 +94,4 @@ class SampledRecommendationTask(RecommendationTask):
         sampler = self.link_sampler
         return {**super().describe(), "mode": "sampled",
                 "fanouts": sampler.neighbors.fanouts[("node", "to", "node")] if sampler else None,
-                "subgraph_normalization": self.config.subgraph_normalization}
+                "subgraph_normalization": self.sampling.subgraph_normalization}
