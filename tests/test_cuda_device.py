@@ -10,7 +10,6 @@ runtime's last error before and after it, so a refused registration in one test 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import types
 
