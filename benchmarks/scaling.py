@@ -12,7 +12,7 @@ Phases (the settings are the papers' Gowalla settings):
 - ``bpr_sampler``: ``graphrec.sampling.BPRSampler`` (batch 2048) triples per second over an epoch;
 - ``lightgcn_full``: graphrec LightGCN (dim 64, 3 layers, batch 2048, Adam), full-graph propagation every
   step: adjacency build, step time, projected epoch (steps x batches per epoch);
-- ``lightgcn_sampled``: the same model trained on sampled subgraphs (``train.mode=sampled``:
+- ``lightgcn_sampled``: the same model trained on sampled subgraphs (``sampling.mode=sampled``:
   ``LinkNeighborSampler`` with ``--fanouts``, ``LightGCN.subgraph_loss``), sampling and step time;
 - ``pyg_csr``: PyG's LightGCN over a precomputed normalised torch CSR (benchmarks/lightgcn_epoch.py's
   ``pyg-csr``), at every size until it breaks a limit (or up to ``--pyg-max-interactions``);

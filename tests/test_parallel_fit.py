@@ -207,7 +207,7 @@ def test_engine_optimizer_comes_from_make_optimizer():
     assert all(p.requires_grad for p in model.parameters())  # only hidden for the optimizer's construction
 
 
-@pytest.mark.parametrize("setting", [{"train.mode": "sampled"}, {"train.class_weighted_loss": True},
+@pytest.mark.parametrize("setting", [{"sampling.mode": "sampled"}, {"train.class_weighted_loss": True},
                                      {"train.monitor": "macro_f1"}])
 def test_settings_a_pipeline_cannot_honour_are_refused(setting):
     from graphrec.config import build_run_config

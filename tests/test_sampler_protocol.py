@@ -119,8 +119,8 @@ def test_node_seeds_cover_every_seed_once_per_epoch():
 def _recommendation_trainer(run_dir):
     graph = InteractionGraph.from_scipy(_interactions(num_users=40, num_items=50, density=0.15, seed=7), seed=0)
     config = build_run_config("lightgcn", "gowalla", overrides={
-        "train.epochs": 3, "train.batch_size": 16, "train.eval_every": 1, "train.seed": 3, "train.mode": "sampled",
-        "train.fanouts": [3, 2], "model.embedding_dim": 8, "model.num_layers": 2})
+        "train.epochs": 3, "train.batch_size": 16, "train.eval_every": 1, "train.seed": 3, "sampling.mode": "sampled",
+        "sampling.fanouts": [3, 2], "model.embedding_dim": 8, "model.num_layers": 2})
     return _trainer(config, graph, run_dir, lambda task: task.link_sampler)
 
 
@@ -130,7 +130,7 @@ def _node_classification_trainer(run_dir):
     graph = categorical_graph(codes, pairs, (codes[:, 0] + codes[:, 1]) % 3, name="tiny")
     config = build_run_config("catgcn", "catgcn-synthetic", overrides={
         "model.embedding_dim": 8, "model.num_hops": 2, "model.dropout": 0.2, "train.epochs": 3, "train.patience": 0,
-        "train.batch_size": 12, "train.fanouts": [2, 2], "train.seed": 1, "train.mode": "sampled"})
+        "train.batch_size": 12, "sampling.fanouts": [2, 2], "train.seed": 1, "sampling.mode": "sampled"})
     return _trainer(config, graph, run_dir, lambda task: task.sampler)
 
 

@@ -209,7 +209,7 @@ phase tta_lightgcn $((TTA_LGCN_BUDGET + 25)) "$PY benchmarks/time_to_accuracy.py
 
 phase tta_ultragcn $((TTA_UGCN_BUDGET + 25)) "$PY benchmarks/time_to_accuracy.py --model ultragcn --data gowalla --data-dir '$D' \
   --time-budget $TTA_UGCN_BUDGET --eval-every 1 --thresholds 0.15 0.17 0.18 --set train.device=$DEVICE \
-  --set train.shared_negatives=true --set train.lr=1e-3 $TTA_COMMON \
+  --set sampling.shared_negatives=true --set train.lr=1e-3 $TTA_COMMON \
   --tag gpu-shared-lr1e-3 --run-dir '$WORK/run_tta_ultragcn' --out '$WORK/tta'"
 
 # one GPU: the single-rank GNNPipe reference runs for real; N-rank NCCL layouts cannot (NCCL refuses two ranks on

@@ -81,7 +81,7 @@ class ItemImageSupport(Protocol):
 @runtime_checkable
 class DecoupledPropagation(Protocol):
     """A model whose output is parameter-free propagation of a per-node representation, so
-    sampled mode (``train.mode=sampled``) computes that representation for a sampled subgraph's
+    sampled mode (``sampling.mode=sampled``) computes that representation for a sampled subgraph's
     nodes only and propagates it over the subgraph (:mod:`graphrec.nn.subgraph`).
 
     Implemented by LightGCN (the layer-0 rows of the given node ids) and CatGCN (``H`` of the given
@@ -158,7 +158,7 @@ class CategoricalFieldInput(Protocol):
 @runtime_checkable
 class DecoupledNodeClassifier(DecoupledPropagation, Protocol):
     """A node classifier whose forward is ``A_hat^K`` applied to a per-node representation, so it
-    trains on sampled neighbourhoods (``train.mode=sampled``): the representation is computed for
+    trains on sampled neighbourhoods (``sampling.mode=sampled``): the representation is computed for
     the subgraph's nodes only, then propagated over the subgraph.
 
     Implemented by CatGCN. Called by

@@ -135,7 +135,7 @@ class LightGCN(nn.Module):
             pos_e, neg_e = pos_e + images[:batch], neg_e + images[batch:]
         return bpr_loss(user_e, pos_e, neg_e, ego, self.reg_weight)
 
-    # ------------------------------------------------------------- sampled subgraphs (train.mode=sampled)
+    # ------------------------------------------------------------- sampled subgraphs (sampling.mode=sampled)
     def subgraph_embeddings(self, batch, propagation: SubgraphPropagation) -> torch.Tensor:
         """Final embeddings of a sampled batch's seed nodes (users ``0..U-1``, items ``U..``), propagated
         over the batch's K-hop subgraph only (the full-graph values when the fan-outs take every

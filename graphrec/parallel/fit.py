@@ -123,9 +123,10 @@ def check_parallel_config(config, parallel: ParallelConfig) -> None:
         raise ValueError(f"--parallel {parallel.mode} trains node-classification models (gcn, gcnii); "
                          f"'{config.model}' is a {task} model: use --parallel ddp")
     refusals = {
-        "train.mode=sampled": (train.mode == "sampled", "the pipeline propagates over the whole graph every epoch"),
+        "sampling.mode=sampled": (config.sampling.mode == "sampled",
+                                  "the pipeline propagates over the whole graph every epoch"),
         "train.class_weighted_loss": (train.class_weighted_loss, "the pipeline's loss is the unweighted cross-entropy"),
-        "--node-encoder": (bool(config.node_encoder),
+        "--node-encoder": (bool(config.encoder.name),
                            "the pipeline's stages take the preprocessed features only"),
         f"train.monitor={train.monitor}": (train.monitor not in PARALLEL_METRICS,
                                            f"evaluation across ranks computes {' and '.join(PARALLEL_METRICS)}"),
