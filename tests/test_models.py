@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.data import Data, HeteroData
 
-from graphrec.config import TrainConfig
+from graphrec.config import SamplingConfig, TrainConfig
 from graphrec.models import available_models, get_model_entry
 from graphrec.models.interfaces import (ROLE_PROTOCOLS, CategoricalFieldInput, DecoupledNodeClassifier,
                                         DecoupledPropagation, HeteroNodeClassifier, ItemImageSupport, LayerwiseModel,
@@ -121,7 +121,7 @@ def make_task(name: str):
         from graphrec.train.recommendation import RecommendationTask
 
         graph = InteractionGraph(6, 16, interaction_csr())
-        return RecommendationTask(graph, TrainConfig(batch_size=8, num_negatives=1))
+        return RecommendationTask(graph, TrainConfig(batch_size=8), SamplingConfig(num_negatives=1))
     if entry.task == "node_classification":
         from graphrec.train.node_classification import NodeClassificationTask
 

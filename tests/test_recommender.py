@@ -130,7 +130,8 @@ def test_files_saved_before_the_sampling_section_still_load(fitted, tmp_path):
 
     path = fitted.save(tmp_path / "rec.pt")
     state = torch.load(path, weights_only=True)
-    state["train_config"].update(state.pop("sampling_config"))   # the older layout: one train dict
+    run_config = state["run_config"]
+    run_config["train"].update(run_config.pop("sampling"))   # the older layout: one train section
     torch.save(state, path)
     loaded = Recommender.load(path)
     assert loaded.sampling_config == fitted.sampling_config and loaded.train_config == fitted.train_config
