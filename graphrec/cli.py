@@ -171,7 +171,7 @@ def _fit(args) -> int:
         print(f"stopped; resume with: graphrec fit --resume {run_dir}", file=sys.stderr)
         return 130
     print(json.dumps({k: summary[k] for k in ("status", "protocol", "best_epoch", "monitor", "results",
-                                               "train_seconds") if k in summary}, indent=2))
+                                               "baseline", "train_seconds") if k in summary}, indent=2))
     return 0
 
 
@@ -282,6 +282,9 @@ def _models(args) -> int:
         print(f"    model: {fields}")
         for section, values in recipe.paper.items():
             print(f"    {section}: {', '.join(f'{k}={v!r}' for k, v in values.items())}")
+        if recipe.new_data:
+            values = [f"{s}.{k}={v!r}" for s, settings in recipe.new_data.items() for k, v in settings.items()]
+            print(f"    on new data (not {', '.join(recipe.paper_data)}): {', '.join(values)}")
         for dataset, sections in recipe.datasets.items():
             values = [f"{s}.{k}={v!r}" for s, settings in sections.items() for k, v in settings.items()]
             print(f"    on {dataset}: {', '.join(values)}")

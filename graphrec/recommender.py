@@ -7,10 +7,19 @@
 
 ``save`` writes the run checkpoint format (``graphrec.train.checkpoint``), so ``graphrec eval
 --checkpoint model.pt`` and ``graphrec recommend`` read it too.
+
+Held-out evaluation in the users' own ids (docs/recommender.md):
+
+>>> train_df, test_df = split_by_time(df, user="user_id", time="ts", last_n=1)   # graphrec.data
+>>> rec = Recommender("lightgcn").fit(train_df, user="user_id", item="song_id")
+>>> rec.evaluate(test_df, user="user_id", item="song_id", ks=(10, 20), baseline=True)
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,7 +30,7 @@ import scipy.sparse as sp
 from graphrec.config import ConfigError, RunConfig, build_run_config
 from graphrec.data.idmap import IdMap
 from graphrec.data.interactions import InteractionGraph
-from graphrec.metrics.ranking import top_k_items
+from graphrec.metrics.ranking import RankingEvaluator, top_k_items
 from graphrec.models import get_model_entry
 from graphrec.train import load_checkpoint, save_checkpoint
 
@@ -30,15 +39,22 @@ class Recommender:
     """A registered recommendation model wrapped for DataFrame in, ids out.
 
     Args:
-        model: registered model name (``graphrec models``).
-        train: ``train`` section overrides (e.g. ``{"lr": 1e-3}``); the model's paper
-            recipe applies otherwise. ``epochs`` may also be given directly.
+        model: registered model name (``graphrec models``); ``"pop"`` is the most-popular baseline.
+        train: ``train`` section overrides (e.g. ``{"lr": 1e-3}``); the model's recipe for new
+            data applies otherwise (:mod:`graphrec.recipes`: fast settings that beat popularity,
+            not the paper's). ``epochs`` may also be given directly.
         sampling: ``sampling`` section overrides (e.g. ``{"num_negatives": 4}``).
         **model_params: model hyper-parameters (e.g. ``embedding_dim=32``).
 
     ``fit`` holds out a seeded per-user validation split (``valid_fraction``) to pick
     the best epoch, then recommends from the selected model; every interaction in the
-    DataFrame (train and validation) counts as seen and is never recommended.
+    DataFrame (train and validation) counts as seen and is never recommended. It prints a
+    start line and one line per evaluation (``verbose=False``: nothing).
+
+    Ctrl-C during ``fit`` puts the best weights so far back (the selected epoch's, never the
+    last ones) and raises ``KeyboardInterrupt``: a script never continues silently. The
+    Recommender then holds that best model (``recommend``/``save`` work) unless no evaluation
+    had run yet, in which case it stays unfitted.
     """
 
     def __init__(self, model: str = "lightgcn", epochs: int | None = None,
@@ -67,7 +83,7 @@ class Recommender:
     # ----------------------------------------------------------------- fitting
     def fit(self, interactions: pd.DataFrame, user: str = "user", item: str = "item",
             time: str | None = None, valid_fraction: float = 0.1, run_dir: str | Path | None = None,
-            ) -> "Recommender":
+            verbose: bool = True) -> "Recommender":
         graph = InteractionGraph.from_dataframe(
             interactions, user=user, item=item, time=time, valid_fraction=valid_fraction,
             test_fraction=0.0, seed=self.train_config.seed, name="dataframe")
@@ -79,12 +95,78 @@ class Recommender:
         train = dataclasses.replace(self.train_config, protocol="validation")
         config = RunConfig(model=self.model_name, data=graph.name, model_config=self.model_config, train=train,
                            sampling=self.sampling_config)
-        trainer, summary = runs.fit(config, run_dir, data=graph)  # the same path as `graphrec fit`
+        trainer, summary = _fit_with_progress(config, run_dir, graph, verbose)  # `graphrec fit`'s path
+        if summary["status"] == "interrupted":
+            if trainer.best_epoch is None:
+                raise KeyboardInterrupt(f"fit interrupted at epoch {trainer.epoch + 1} before any evaluation: "
+                                        "nothing was selected and the Recommender stays unfitted")
+            trainer.strategy.restore_best(trainer.best_path)   # the selected weights, not the last ones
         self.model = trainer.model
         self.history = trainer.history
         self.summary = summary
         self._use_graph(graph)
+        if summary["status"] == "interrupted":
+            raise KeyboardInterrupt(
+                f"fit interrupted after epoch {trainer.epoch}; the Recommender holds the best weights so far "
+                f"(epoch {trainer.best_epoch}, valid {train.monitor} {trainer.best_value:.4f})")
         return self
+
+    # ----------------------------------------------------------------- evaluation
+    def evaluate(self, interactions: pd.DataFrame, k: int | None = None, ks: Iterable[int] | None = None,
+                 user: str = "user", item: str = "item", baseline: bool = False):
+        """Recall, ndcg, precision and hit @k of the fitted model on held-out ``interactions``.
+
+        Every user with targets ranks all items except the ones it was fitted on (train and
+        validation); the targets are its rows in ``interactions``, in the users' own ids. Rows
+        whose user or item the model never saw cannot be ranked, and rows it was fitted on
+        cannot be recommended: both are left out and counted in a warning.
+
+        Args:
+            k / ks: one cut-off or several (default 20).
+            baseline: also evaluate ``pop`` (items ranked by train popularity) on the same
+                targets and return a DataFrame with one row per model and a ``lift`` row
+                (model / pop); without it, a dict ``{"recall@20": ..., ...}``.
+        """
+        self._check_fitted()
+        if k is not None and ks is not None:
+            raise ValueError("give k or ks, not both")
+        cutoffs = (20,) if k is None and ks is None else (k,) if k is not None else tuple(ks)
+        missing = [c for c in (user, item) if c not in interactions.columns]
+        if missing:
+            raise KeyError(f"columns {missing} not in the DataFrame (it has {list(interactions.columns)})")
+        users = _positions(self.user_map, interactions[user])
+        items = _positions(self.item_map, interactions[item])
+        known = (users >= 0) & (items >= 0)
+        targets = sp.csr_matrix((np.ones(int(known.sum()), np.float32), (users[known], items[known])),
+                                shape=self.seen.shape)
+        targets.sum_duplicates()
+        targets.data[:] = 1.0
+        already_seen = targets.multiply(self.seen)
+        targets = (targets - already_seen).tocsr()
+        targets.eliminate_zeros()
+        left_out = {"rows with a user the model was not fitted on": int((users < 0).sum()),
+                    "rows with an item the model was not fitted on": int(((users >= 0) & (items < 0)).sum()),
+                    "pairs the model was fitted on (never recommended)": int(already_seen.nnz)}
+        if any(left_out.values()):
+            warnings.warn("evaluate left out " + ", ".join(f"{n} {what}" for what, n in left_out.items() if n)
+                          + f" of {len(interactions)} rows", stacklevel=2)
+        if targets.nnz == 0:
+            raise ValueError("no interaction left to evaluate: every row has an unknown user or item, "
+                             "or was among the fitted interactions")
+        evaluator = RankingEvaluator(self.seen, targets, ks=cutoffs)
+        if self._embeddings is None:
+            self._embeddings = self.model.embeddings()
+        metrics = evaluator.evaluate(*self._embeddings)
+        if not baseline:
+            return metrics
+        from graphrec.models.pop import Popularity
+
+        pop = Popularity(self.graph.num_users, self.graph.num_items)
+        pop.prepare(self.graph.train)   # ranked as Recommender("pop") ranks: by train popularity
+        pop_metrics = evaluator.evaluate(*pop.embeddings())
+        lift = {name: value / pop_metrics[name] if pop_metrics[name] else float("nan")
+                for name, value in metrics.items()}
+        return pd.DataFrame([metrics, pop_metrics, lift], index=[self.model_name, "pop", "lift"])
 
     # ----------------------------------------------------------------- inference
     def recommend(self, users: Iterable | Any, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
@@ -149,5 +231,45 @@ class Recommender:
     def _check_fitted(self):
         if self.model is None:
             raise RuntimeError("call fit(...) or Recommender.load(path) first")
+
+
+def _positions(id_map: IdMap, values: pd.Series) -> np.ndarray:
+    """Each value's index in ``id_map``, -1 for ids it does not hold."""
+    ids = np.empty(len(values), dtype=object)   # an object array keeps each id's own type
+    ids[:] = list(values)
+    return pd.Index(id_map.ids, dtype=object).get_indexer(pd.Index(ids, dtype=object)).astype(np.int64)
+
+
+def _fit_with_progress(config: RunConfig, run_dir, graph: InteractionGraph, verbose: bool):
+    """``runs.fit`` with progress: the Trainer's own (its ``verbose``) where it has it, else a start
+    line and one line per evaluation printed here."""
+    from graphrec import runs
+
+    if "verbose" in inspect.signature(runs.fit).parameters:
+        return runs.fit(config, run_dir, data=graph, verbose=verbose)
+    if not verbose:
+        return runs.fit(config, run_dir, data=graph)
+    train = config.train
+    print(f"Recommender: fitting {config.model} on {graph.num_users:,} users, {graph.num_items:,} items, "
+          f"{graph.train.nnz:,} train and {graph.valid.nnz:,} validation interactions; up to {train.epochs} "
+          f"epochs, evaluated every {train.eval_every} (Ctrl-C: keep the best so far)", file=sys.stderr)
+    from graphrec.train.strategy import SingleProcess
+    from graphrec.train.trainer import make_optimizer
+
+    class EvaluationLines(SingleProcess):
+        epoch = 0
+
+        def batches(self, epoch, start=0):
+            self.epoch = epoch + 1
+            return super().batches(epoch, start)
+
+        def evaluate(self, split):
+            metrics = super().evaluate(split)
+            shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+            print(f"epoch {self.epoch}/{train.epochs}  {split}: {shown}", file=sys.stderr)
+            return metrics
+
+    return runs.fit(config, run_dir, data=graph,
+                    strategy=lambda model, task: EvaluationLines(model, task, make_optimizer(model, train)))
 
 

@@ -1,10 +1,13 @@
 """Seeded splits: per-user splits of interaction lists, per-class splits of labelled nodes."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def per_user_split(
@@ -63,6 +66,52 @@ def per_user_split(
     assignment = np.empty(n, dtype=np.int8)
     assignment[order] = assignment_sorted
     return assignment
+
+
+def split_by_time(frame: "pd.DataFrame", user: str = "user", time: str = "time",
+                  test_fraction: float | None = None, last_n: int | None = None,
+                  ) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """Per user, hold out the latest interactions: ``(train_df, test_df)``, rows in their original order.
+
+    Give one of ``test_fraction`` (``round(fraction * n)`` of a user's ``n`` rows) or ``last_n``
+    (that many rows). Every user keeps at least one row in train, so a user with a single row is
+    all train. Rows are ordered by ``time`` within a user; equal times keep the frame's row order,
+    so the split is deterministic. A ``time`` column with NaN (or NaT) raises ``ValueError``: a
+    missing time cannot be placed before or after the others.
+
+    >>> train_df, test_df = split_by_time(df, user="user_id", time="timestamp", last_n=1)
+    >>> rec = Recommender("lightgcn").fit(train_df, user="user_id", item="song_id")
+    >>> rec.evaluate(test_df, user="user_id", item="song_id")
+    """
+    import pandas as pd
+
+    if (test_fraction is None) == (last_n is None):
+        raise ValueError("give exactly one of test_fraction and last_n")
+    if test_fraction is not None and not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if last_n is not None and (isinstance(last_n, bool) or not isinstance(last_n, (int, np.integer)) or last_n < 0):
+        raise ValueError(f"last_n must be an integer >= 0, got {last_n!r}")
+    missing = [c for c in (user, time) if c not in frame.columns]
+    if missing:
+        raise KeyError(f"columns {missing} not in the DataFrame (it has {list(frame.columns)})")
+    times = frame[time]
+    if times.isna().any():
+        raise ValueError(f"{int(times.isna().sum())} of {len(frame)} rows have no {time!r} (NaN); "
+                         "drop or fill them before splitting by time")
+    position = np.arange(len(frame))
+    users = pd.factorize(frame[user])[0]
+    # sort keys last to first: user, then time, then the row's position (a stable tie-break)
+    order = np.lexsort((position, times.rank(method="dense").to_numpy(), users))   # rank: any sortable dtype
+    sorted_users = users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    sizes = np.diff(np.r_[starts, len(frame)])
+    rank = position - np.repeat(starts, sizes)
+    size = np.repeat(sizes, sizes)
+    held = np.floor(test_fraction * size + 0.5).astype(np.int64) if last_n is None else np.full(len(frame), last_n)
+    held = np.minimum(held, size - 1)
+    is_test = np.empty(len(frame), dtype=bool)
+    is_test[order] = rank >= size - held
+    return frame[~is_test], frame[is_test]
 
 
 def planetoid_random_split(y: torch.Tensor, seed: int, num_classes: int | None = None, per_class: int = 20,

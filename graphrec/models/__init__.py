@@ -7,6 +7,7 @@ from graphrec.models.han import HAN, HANConfig
 from graphrec.models.hgt import HGT, HGTConfig
 from graphrec.models.latte import LATTE, LATTEConfig
 from graphrec.models.lightgcn import LightGCN, LightGCNConfig
+from graphrec.models.pop import Popularity, PopularityConfig
 from graphrec.models.registry import (
     ModelEntry,
     available_models,
@@ -20,6 +21,6 @@ from graphrec.nn import NormalizedAdjacency  # public here since before graphrec
 __all__ = [
     "CatGCN", "CatGCNConfig", "DAGNN", "DAGNNConfig", "GCN", "GCNConfig", "GCNII", "GCNIIConfig",
     "HAN", "HANConfig", "HGT", "HGTConfig", "LATTE", "LATTEConfig", "LightGCN", "LightGCNConfig",
-    "ModelEntry", "NormalizedAdjacency", "UltraGCN", "UltraGCNConfig", "available_models",
-    "create_model", "get_model_entry", "register_model",
+    "ModelEntry", "NormalizedAdjacency", "Popularity", "PopularityConfig", "UltraGCN", "UltraGCNConfig",
+    "available_models", "create_model", "get_model_entry", "register_model",
 ]

@@ -49,6 +49,7 @@ class RecommendationTask(Task):
                                   shared_negatives=sampling.shared_negatives)
         self.device = torch.device(config.device)
         self._evaluators: dict[str, RankingEvaluator] = {}
+        self._baseline: dict[str, dict[str, float]] = {}
 
     def build_model(self, entry, model_config) -> nn.Module:
         model = entry.build(model_config, num_users=self.graph.num_users, num_items=self.graph.num_items)
@@ -86,6 +87,19 @@ class RecommendationTask(Task):
         model.train(was_training)
         return self.evaluator(split).evaluate(users, items)
 
+    def popularity_baseline(self, split: str) -> dict[str, float]:
+        """The metrics of ``pop`` (items ranked by train popularity) on ``split``, with this task's
+        exclusions and cut-offs: the level a trained model has to beat. Computed once per split."""
+        if split not in self._baseline:
+            from graphrec.models.pop import Popularity
+
+            pop = Popularity(self.graph.num_users, self.graph.num_items)
+            pop.prepare(self.graph.train)
+            self._baseline[split] = self.evaluator(split).evaluate(*pop.embeddings())
+        return self._baseline[split]
+
     def describe(self) -> dict:
         return {"task": "recommendation", "protocol": self.protocol,
-                "protocol_description": PROTOCOLS[self.protocol], "data": self.graph.summary()}
+                "protocol_description": PROTOCOLS[self.protocol], "data": self.graph.summary(),
+                "baseline": {"model": "pop", "results": {split: self.popularity_baseline(split)
+                                                         for split in self.report_splits}}}

@@ -41,6 +41,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         params = [group for group in params if group["params"]]
     else:
         params = [p for p in model.parameters() if p.requires_grad]
+    if not params:  # a model with nothing to train (pop): one empty group, since torch refuses an empty list
+        params = [{"params": []}]
     name = config.optimizer.lower()
     # The fused (single-kernel) Adam: same update, 3-4x faster per step on CPU for an
     # embedding table of Gowalla's size (10 ms against 39 ms for 4.5M parameters, one
