@@ -97,8 +97,8 @@ class TrainConfig:
             raise ValueError(f"protocol must be 'validation' or 'paper', got {self.protocol!r}")
         if self.monitor_mode not in ("max", "min"):
             raise ValueError(f"monitor_mode must be 'max' or 'min', got {self.monitor_mode!r}")
-        if self.epochs < 0 or self.batch_size < 1 or self.eval_every < 1:   # 0 epochs: nothing to train (pop)
-            raise ValueError("epochs must be >= 0, batch_size and eval_every >= 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_every < 1:
+            raise ValueError("epochs, batch_size and eval_every must be >= 1")
         if self.lr_schedule not in ("constant", "cosine", "step"):
             raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'step', got {self.lr_schedule!r}")
         if self.lr <= 0 or not 0 <= self.lr_min <= self.lr or self.lr_decay_epochs < 0 or self.lr_gamma <= 0:

@@ -76,8 +76,8 @@ RECIPES: dict[str, Recipe] = {
                             "model": {"negative_weight": 500.0, "w1": 1e-8, "w2": 1.0, "w3": 1.0, "w4": 1e-8,
                                       "item_constraint_weight": 2.75, "l2_weight": 1e-4, "init_std": 1e-4}},
         }),
-    # Most popular: nothing to train; the selection evaluation of the Trainer's end is the only one.
-    "pop": Recipe(paper={"train": {"epochs": 0}}),
+    # Most popular: nothing to train; one epoch of one (no-op) batch, then its one evaluation.
+    "pop": Recipe(paper={"train": {"epochs": 1, "max_batches_per_epoch": 1}}),
     # Official code (mengliu1998/DeeperGNN dagnn.py / train_eval.py): Adam lr 0.01, up to 1000
     # epochs, evaluated every epoch, the epoch of lowest validation loss selected; after half of
     # the epochs, stop when the validation loss exceeds the mean of the previous 100. Per dataset:

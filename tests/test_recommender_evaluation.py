@@ -42,7 +42,7 @@ def test_pop_scores_are_train_counts(pop):
     users, items = pop.model.embeddings()
     assert (users @ items.T)[0].tolist() == [3.0, 2.0, 1.0, 0.0, 0.0]
     assert not [p for p in pop.model.parameters() if p.requires_grad]
-    assert pop.summary["epochs_run"] == 0 and pop.summary["status"] == "completed"
+    assert pop.summary["epochs_run"] == 1 and pop.summary["status"] == "completed"
 
 
 def test_evaluate_equals_hand_computed_metrics(pop):
@@ -156,7 +156,7 @@ def test_new_data_recipe_applies_to_dataframes_and_yields_to_explicit_settings()
     assert paper.train.lr == 1e-4 and not paper.sampling.shared_negatives
     assert build_run_config("lightgcn", "yelp2018").train.batch_size == 2048
     assert build_run_config("lightgcn", "my-own-dataset").train.batch_size == 8192
-    assert build_run_config("pop", "gowalla").train.epochs == 0
+    assert build_run_config("pop", "gowalla").train.epochs == 1
 
 
 # ------------------------------------------------------------------ graphrec fit --model pop
@@ -178,7 +178,7 @@ def test_cli_fit_pop_on_a_tiny_dataset(tmp_path, capsys):
     code = main(["fit", "--model", "pop", "--data", "tiny-recommendation-test", "--run-dir", str(tmp_path / "run")])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["status"] == "completed" and printed["best_epoch"] == 0
+    assert printed["status"] == "completed" and printed["best_epoch"] == 1
     assert printed["baseline"]["results"]["test"] == pytest.approx(printed["results"]["test"])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["baseline"]["model"] == "pop" and (tmp_path / "run" / "best.pt").exists()

@@ -17,8 +17,9 @@ class Popularity(nn.Module):
     ``embeddings()`` returns a column of ones for the users and the counts for the items, so
     the score (their inner product) is the count and ties go to the lower item index, as in
     every ranking of :mod:`graphrec.metrics.ranking`. The counts are a buffer (they travel in
-    checkpoints); there is nothing to train: its recipe sets ``train.epochs=0`` and :meth:`loss`
-    is a constant zero.
+    checkpoints); there is nothing to train: its recipe runs one epoch of one batch
+    (``train.epochs=1``, ``train.max_batches_per_epoch=1``), :meth:`loss` is a constant zero and
+    the optimizer has no parameters to update.
     """
 
     def __init__(self, num_users: int, num_items: int):
@@ -32,7 +33,7 @@ class Popularity(nn.Module):
 
     def loss(self, batch) -> torch.Tensor:
         # a leaf that asks for a gradient, so a Trainer step (backward, an optimizer with
-        # nothing to update) runs when someone sets train.epochs > 0 anyway
+        # nothing to update) runs
         return torch.zeros((), device=self.item_counts.device, requires_grad=True)
 
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
