@@ -67,7 +67,7 @@ class Recommender:
                      (("train", train), ("sampling", sampling), ("model", model_params)) for k, v in (values or {}).items()}
         if epochs is not None:
             overrides["train.epochs"] = epochs
-        try:   # the paper recipe, then these (a DataFrame is no registered dataset: no dataset recipe)
+        try:   # the paper recipe, its new-data recipe (a DataFrame is no paper dataset), then these
             config = build_run_config(model, "dataframe", overrides=overrides)
         except ConfigError as error:   # a keyword the sections do not have, or a value of the wrong type
             raise TypeError(str(error)) from None
@@ -90,8 +90,6 @@ class Recommender:
         if graph.valid is None or graph.valid.nnz == 0:
             raise ValueError("no validation interactions: users need at least 2 interactions "
                              "(or pass valid_fraction > 0)")
-        from graphrec import runs
-
         train = dataclasses.replace(self.train_config, protocol="validation")
         config = RunConfig(model=self.model_name, data=graph.name, model_config=self.model_config, train=train,
                            sampling=self.sampling_config)
