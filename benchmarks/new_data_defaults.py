@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from graphrec import runs
-from graphrec.config import build_run_config
+from graphrec.config import build_run_config, parse_overrides
 from graphrec.data.interactions import InteractionGraph, interaction_matrix
 from graphrec.loaders import load_dataset
 
@@ -43,12 +43,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--time-limit", type=float, default=110.0, help="seconds of training per setting")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", default=None, metavar="MODEL:RECIPE",
+                        help="run only these settings, e.g. 'ultragcn:new data'")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an extra setting for every run (e.g. train.lr=1e-2)")
     args = parser.parse_args()
+    extra = parse_overrides(args.set)
     graph = subsample(args.users, args.seed)
     print(graph)
     rows = []
     for model, recipe, data in SETTINGS:
-        overrides = {"train.num_threads": 1, "train.time_limit_s": args.time_limit}
+        if args.only is not None and f"{model}:{recipe}" not in args.only:
+            continue
+        overrides = {"train.num_threads": 1, "train.time_limit_s": args.time_limit, **extra}
         if model != "pop":
             overrides["train.epochs"] = args.epochs
         config = build_run_config(model, data, overrides=overrides)

@@ -129,6 +129,8 @@ class Recommender:
         if k is not None and ks is not None:
             raise ValueError("give k or ks, not both")
         cutoffs = (20,) if k is None and ks is None else (k,) if k is not None else tuple(ks)
+        if not cutoffs or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 1 for c in cutoffs):
+            raise ValueError(f"k must be a whole number >= 1, got {k if k is not None else ks!r}")
         missing = [c for c in (user, item) if c not in interactions.columns]
         if missing:
             raise KeyError(f"columns {missing} not in the DataFrame (it has {list(interactions.columns)})")

@@ -73,6 +73,9 @@ def test_evaluate_refuses_nothing_to_evaluate(pop):
         pop.evaluate(pd.DataFrame({"user": ["zz"], "item": ["A"]}))
     with pytest.raises(KeyError, match="columns"):
         pop.evaluate(HELD_OUT, user="listener")
+    for bad in (-3, 0, 2.5):
+        with pytest.raises(ValueError, match="k must be a whole number"):
+            pop.evaluate(HELD_OUT, k=bad)
 
 
 def test_summary_carries_the_popularity_baseline(pop):
