@@ -279,7 +279,7 @@ def _models(args) -> int:
         recipe = RECIPES.get(name, Recipe())
         print(f"{name}  [{entry.task}]  {entry.description}")
         fields = ", ".join(f"{f.name}={_field_default(f)!r}" for f in dataclasses.fields(entry.config_cls))
-        print(f"    model: {fields}")
+        print(f"    model: {fields or '(no hyper-parameters)'}")
         for section, values in recipe.paper.items():
             print(f"    {section}: {', '.join(f'{k}={v!r}' for k, v in values.items())}")
         if recipe.new_data:
