@@ -60,10 +60,10 @@ class Progress:
                  evals_left: int, time_limit_s: float, elapsed_s: float) -> None:
         """One line after the first epoch: how long the whole run should take."""
         total = seconds_per_epoch * epochs_left + (eval_seconds or 0.0) * evals_left
-        detail = f"{epochs_left} epochs at {_duration(seconds_per_epoch)}/epoch"
+        detail = f"{_count(epochs_left, 'epoch')} at {_duration(seconds_per_epoch)}/epoch"
         if evals_left:
-            detail += (f" + {evals_left} evaluations at {_duration(eval_seconds)}" if eval_seconds is not None
-                       else f"; {evals_left} evaluations not timed yet")
+            detail += (f" + {_count(evals_left, 'evaluation')} at {_duration(eval_seconds)}"
+                       if eval_seconds is not None else f"; {_count(evals_left, 'evaluation')} not timed yet")
         capped = ""
         if time_limit_s and elapsed_s + total > time_limit_s:
             total, capped = max(time_limit_s - elapsed_s, 0.0), " (capped by train.time_limit_s)"
@@ -119,6 +119,10 @@ class Progress:
         if self.epoch_bar is not None:
             self.epoch_bar.close()
             self.epoch_bar = None
+
+
+def _count(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _duration(seconds: float | None) -> str:

@@ -257,7 +257,8 @@ class Trainer:
         data_line = ", ".join(f"{key} {value:,}" if isinstance(value, int) else f"{key} {value}"
                               for key, value in data.items() if key != "name")
         split = self.task.selection_split
-        cadence = (f"every {config.eval_every} epochs on {split}, monitor {config.monitor} "
+        every = "every epoch" if config.eval_every == 1 else f"every {config.eval_every} epochs"
+        cadence = (f"{every} on {split}, monitor {config.monitor} "
                    f"({config.monitor_mode}), " + (f"patience {config.patience}" if config.patience > 0
                                                    else "no early stopping"))
         facts = {
@@ -265,7 +266,7 @@ class Trainer:
             "data": f"{data.get('name', self.run_config.get('data', '?'))}: {data_line}" if data_line
             else self.run_config.get("data", "?"),
             "protocol": described.get("protocol", "?"),
-            "epochs": f"{config.epochs}, {self.strategy.num_batches():,} batches each"
+            "epochs": f"{config.epochs}, {_plural(self.strategy.num_batches(), 'batch', 'batches')} each"
                       + (f" (time limit {config.time_limit_s:g} s)" if config.time_limit_s else ""),
             "evaluation": cadence,
             "device": config.device,
@@ -416,6 +417,10 @@ class Trainer:
         self.history.append(row)
         if self.log is not None:
             self.log.log(**row)
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
 
 
 def _hardware() -> dict:
