@@ -76,6 +76,16 @@ def test_the_lock_holds_this_pid_while_fitting_and_is_released_on_errors(tmp_pat
     assert not (tmp_path / LOCK_NAME).exists()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process identities are read from /proc")
+def test_a_lock_whose_pid_now_belongs_to_another_process_is_stale(tmp_path, live_process):
+    write_lock(tmp_path, live_process.pid)
+    lock = json.loads((tmp_path / LOCK_NAME).read_text())
+    (tmp_path / LOCK_NAME).write_text(json.dumps({**lock, "process": "another-boot:123"}))  # pid reused
+    with pytest.warns(RuntimeWarning, match="stale lock"):
+        with RunFolderLock(tmp_path):
+            assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+
+
 def test_a_lock_from_another_host_is_never_taken_over(tmp_path):
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere.example"}))
     with pytest.raises(RunFolderError, match="pid 1 on elsewhere.example"):
@@ -172,6 +182,19 @@ def test_on_a_terminal_a_run_draws_an_overall_and_a_per_epoch_bar(tmp_path, monk
     assert "run: " in text and "2/2 [" in text and "epoch" in text  # epochs i/N with tqdm's ETA
     assert "epoch 1: " in text and f"0/{batches} [" in text  # batches of the total
     assert "epoch 2/2  valid recall@20" in text
+
+
+def test_a_long_epoch_prints_periodic_lines_without_a_terminal(capsys):
+    from graphrec.train.progress import Progress
+
+    progress = Progress(line_every_s=0.0)
+    progress.start({"model": "m"}, epochs=3, first_epoch=0)
+    progress.epoch_start(1, batches=200, first_batch=0)
+    progress.batch_done(1, 50, 200, loss=0.5, samples_per_s=1000.0, refresh=True)
+    progress.epoch_end(1, loss=0.4, seconds=2.0)
+    err = capsys.readouterr().err
+    assert "epoch 1/3  batch 50/200  loss 0.5000  1,000 samples/s" in err
+    assert "epoch 1/3  loss 0.4000  2.0 s/epoch  ETA " in err
 
 
 def test_verbose_false_prints_nothing(tmp_path, capsys):

@@ -27,7 +27,9 @@ class RunFolderLock:
     """``run.lock`` in the run folder, created atomically (``O_CREAT | O_EXCL``) with the pid and host.
 
     A lock whose pid is no longer alive on this host is stale (a killed run): it is taken over
-    with a warning. A lock from another host cannot be checked, so it is refused like a live one.
+    with a warning. So is one whose pid now belongs to another process (Linux: the lock records
+    the boot and the process's start time, so a pid reused after a reboot is not mistaken for
+    the writer). A lock from another host cannot be checked, so it is refused like a live one.
     Use as a context manager, or :meth:`acquire`/:meth:`release`.
     """
 
@@ -37,7 +39,8 @@ class RunFolderLock:
 
     def acquire(self) -> "RunFolderLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                "process": process_identity(os.getpid())}
         for _ in range(2):  # a second try after taking over a stale lock
             try:
                 handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -66,9 +69,9 @@ class RunFolderLock:
         self.release()
         return False
 
-    def _read(self) -> dict:
+    def _read(self, path: Path | None = None) -> dict:
         try:
-            return json.loads(self.path.read_text())
+            return json.loads((path or self.path).read_text())
         except (OSError, ValueError):
             return {}  # unreadable or half-written: no pid to check
 
@@ -76,7 +79,10 @@ class RunFolderLock:
         pid = holder.get("pid")
         if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
             return False
-        return not pid_alive(pid)
+        if not pid_alive(pid):
+            return True
+        recorded, current = holder.get("process"), process_identity(pid)
+        return bool(recorded and current and recorded != current)  # the pid was reused
 
     def _take_over(self, holder: dict) -> None:
         # Move the stale lock aside under a unique name, then check it is the one we judged stale:
@@ -86,7 +92,7 @@ class RunFolderLock:
             os.replace(self.path, aside)
         except FileNotFoundError:
             return  # someone else removed it; try to create ours
-        moved = json.loads(aside.read_text() or "{}") if aside.exists() else {}
+        moved = self._read(aside)
         if moved.get("pid") != holder.get("pid"):  # we moved a live writer's fresh lock: put it back
             try:
                 os.link(aside, self.path)
@@ -109,6 +115,8 @@ def pid_alive(pid: int) -> bool:
     """True when a process ``pid`` exists on this host (signal 0 checks without sending anything)."""
     if pid <= 0:
         return False
+    if os.name == "nt":  # os.kill(pid, 0) would stop the process there: assume it runs
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -116,6 +124,18 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def process_identity(pid: int) -> str | None:
+    """``<boot id>:<start time in clock ticks>`` of ``pid`` on Linux (None elsewhere or when unreadable):
+    the same pid with another identity is another process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()  # the command name, in parentheses, may hold spaces
+    return f"{boot}:{fields[19]}" if len(fields) > 19 else None
 
 
 def run_files(run_dir: Path, checkpoint: Path | None = None) -> list[str]:
