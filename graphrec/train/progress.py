@@ -112,7 +112,7 @@ class Progress:
         elif self.verbose:
             # wall time per epoch in this session, evaluations included
             rate = (time.perf_counter() - self._run_started) / max(epoch - self._first_epoch, 1)
-            self.write(f"epoch {epoch}/{self.epochs}  loss {loss:.4f}  {seconds:.1f} s/epoch  "
+            self.write(f"epoch {epoch}/{self.epochs}  loss {loss:.4f}  {_duration(seconds)}/epoch  "
                        f"ETA {_duration(rate * (self.epochs - epoch))}")
 
     def epoch_abandoned(self) -> None:
@@ -126,12 +126,12 @@ def _count(count: int, noun: str) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    """``3h 05m``, ``4m 10s``, ``12.3 s``."""
+    """``3h 05m``, ``4m 10s``, ``12.3 s``, ``0.42 s``."""
     if seconds is None:
         return "?"
     seconds = max(float(seconds), 0.0)
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:.1f} s"
     minutes, secs = divmod(int(round(seconds)), 60)
     if minutes < 60:
         return f"{minutes}m {secs:02d}s"
