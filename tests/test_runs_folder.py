@@ -86,6 +86,18 @@ def test_a_lock_whose_pid_now_belongs_to_another_process_is_stale(tmp_path, live
             assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
 
 
+def test_a_second_ctrl_c_aborts_and_still_releases_the_lock(tmp_path):
+    trainer = make_trainer(tmp_path, verbose=False)
+
+    def abort(model, batch):
+        raise KeyboardInterrupt  # what the signal handler raises on a second Ctrl-C
+
+    trainer.task.training_loss = abort
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
 def test_a_lock_from_another_host_is_never_taken_over(tmp_path):
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere.example"}))
     with pytest.raises(RunFolderError, match="pid 1 on elsewhere.example"):
