@@ -270,7 +270,7 @@ class Trainer:
                       + (f" (time limit {config.time_limit_s:g} s)" if config.time_limit_s else ""),
             "evaluation": cadence,
             "device": config.device,
-            "threads": f"torch {torch.get_num_threads()}, numba {numba.get_num_threads()}",
+            "threads": "torch {}, numba {}".format(*_thread_counts()),
             "run folder": str(self.run_dir) if self.run_dir is not None else "none (nothing is written)",
         }
         if self.epoch or self.step:
@@ -423,12 +423,22 @@ def _plural(count: int, one: str, many: str) -> str:
     return f"{count:,} {one if count == 1 else many}"
 
 
+def _thread_counts() -> tuple[int, int]:
+    """torch's and numba's thread counts. Asking numba starts its pool, which resets torch's count
+    to every core: the caller's torch setting is put back."""
+    torch_threads = torch.get_num_threads()
+    numba_threads = numba.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    return torch_threads, numba_threads
+
+
 def _hardware() -> dict:
     import os
     import platform
 
+    torch_threads, numba_threads = _thread_counts()
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads(),
+            "torch_threads": torch_threads, "numba_threads": numba_threads,
             "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
