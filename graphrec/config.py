@@ -54,6 +54,7 @@ class TrainConfig:
     lr_milestones: tuple[int, ...] = ()
     lr_gamma: float = 0.1
     weight_decay: float = 0.0
+    #: "adam", "adamw", "sgd", or "sparse_adam" (lazy Adam on sparse gradients: sampling.mode=sampled)
     optimizer: str = "adam"
     eval_every: int = 10
     patience: int = 10

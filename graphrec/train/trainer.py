@@ -53,7 +53,14 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     if name == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}: use adam, adamw or sgd")
+    if name == "sparse_adam":
+        # Lazy Adam: only rows with a gradient this step move, so a step costs the batch's rows, not
+        # the whole table; the first step equals Adam's. Needs sparse gradients (sampled mode).
+        if config.weight_decay:
+            raise ValueError("train.optimizer=sparse_adam has no weight decay: set train.weight_decay=0 (LightGCN's "
+                             "L2 on the batch rows is model.reg_weight)")
+        return torch.optim.SparseAdam(params, lr=config.lr)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}: use adam, adamw, sgd or sparse_adam")
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
