@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from graphrec.config import TrainConfig
 from graphrec.models.interfaces import OwnParameterGroups
-from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
+from graphrec.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from graphrec.train.runlog import RunLog
 from graphrec.train.schedule import apply_lr
 from graphrec.train.strategy import SingleProcess, TrainingStrategy
@@ -168,6 +168,9 @@ class Trainer:
             state = self.strategy.read_checkpoint(self.run_dir)
         else:
             raise ValueError("resume needs a run folder or a checkpoint path")
+        saved, own = (state.get("run_config") or {}).get("model"), self.run_config.get("model")
+        if saved and own and saved != own:
+            raise CheckpointError(f"checkpoint is for {saved}, not {own}: resume from a {own} checkpoint")
         self.load_state_dict(state)
         if self.log is not None:
             self.log.truncate_after(self.epoch)
@@ -219,7 +222,8 @@ class Trainer:
             value = strategy.train_step(batch)
             if not math.isfinite(value):
                 progress.close()
-                kept = f"the last good checkpoint ({self.last_path}) is kept" if self.last_path else "nothing was saved"
+                kept = (f"the last good checkpoint ({self.last_path}) is kept" if self.last_path
+                        and self.last_path.exists() else "no checkpoint was written yet")
                 raise NonFiniteLossError(
                     f"training loss is {value} at epoch {self.epoch + 1}, batch {self.step + 1}; {kept}. "
                     "Lower train.lr, check the input data, or resume from the checkpoint with other settings.")
