@@ -337,7 +337,7 @@ def _user_indices(graph, users: list[str]) -> list[int]:
     for user in users:
         if not user.isdigit() or not 0 <= int(user) < graph.num_users:
             raise ValueError(f"unknown user id {user!r} in {graph.name}: its user ids are 0..{graph.num_users - 1} "
-                             "(the ids in its train.txt)")
+                             "(the ids in its train.txt); --user takes the dataset's own user ids")
         out.append(int(user))
     return out
 
