@@ -336,6 +336,7 @@ def apply_resume_overrides(saved: dict, config_file: str | None = None,
     requested = flatten(load_yaml(config_file)) if config_file else {}
     requested.update(overrides or {})
     if not requested:
+        resolve_device(config.train.device)   # a run saved on a GPU machine, resumed on another
         return config, []
     current = flatten({"model": config.to_dict()["model_config"],
                        **{name: dataclasses.asdict(getattr(config, name)) for name in SECTIONS}})
@@ -362,6 +363,7 @@ def apply_resume_overrides(saved: dict, config_file: str | None = None,
         settings[full] = new
         changes.append(ResumeChange(full, _plain(old), _plain(new)))
     if not changes:
+        resolve_device(config.train.device)
         return config, []
     merged = {**current, **settings}
     config = config_from_settings(config.model, config.data, merged, config.data_dir)
