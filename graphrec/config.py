@@ -338,13 +338,17 @@ def apply_resume_overrides(saved: dict, config_file: str | None = None,
     if not requested:
         resolve_device(config.train.device)   # a run saved on a GPU machine, resumed on another
         return config, []
-    current = flatten({"model": config.to_dict()["model_config"],
-                       **{name: dataclasses.asdict(getattr(config, name)) for name in SECTIONS}})
     sections = {name: getattr(config, name) for name in SECTIONS}
     sections["model"] = config.model_config
+    current = {f"{section}.{f.name}": getattr(obj, f.name)
+               for section, obj in sections.items() for f in dataclasses.fields(obj)}
     changes, settings = [], {}
     for key, value in requested.items():
-        if key in ("model", "data", "data_dir"):
+        if key.startswith("model_config."):   # a run's own config.yaml passed back with --config
+            key = "model." + key.split(".", 1)[1]
+        if key == "data_dir":   # where the files are, not what they are (--data-dir)
+            continue
+        if key in ("model", "data"):
             if value != getattr(config, key):
                 raise ConfigError(f"cannot change {key} when resuming: the run was saved with {key}="
                                   f"{getattr(config, key)!r}; start a new run for {value!r}")

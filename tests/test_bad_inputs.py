@@ -19,7 +19,8 @@ import torch
 import yaml
 
 from graphrec.cli import build_parser, main
-from graphrec.config import ConfigError, RESUME_SAFE_KEYS, apply_resume_overrides, parse_overrides
+from graphrec.config import (ConfigError, RESUME_SAFE_KEYS, apply_resume_overrides, parse_overrides,
+                             run_config_from_dict)
 from graphrec.data.interactions import InteractionGraph
 from graphrec.loaders import get_dataset_spec, load_dataset
 from graphrec.loaders.lightgcn_format import read_lightgcn_dataset
@@ -269,6 +270,8 @@ def test_resume_overrides_from_a_config_file(fresh_run, toy_root, tmp_path):
     config, changes = apply_resume_overrides(saved, str(tmp_path / "more.yaml"), {"train.epochs": 5})
     assert [(c.key, c.new) for c in changes] == [("train.patience", 3), ("train.epochs", 5)]
     assert config.train.patience == 3 and config.train.epochs == 5
+    same, changes = apply_resume_overrides(saved, str(fresh_run / "config.yaml"))   # its own file: no change
+    assert changes == [] and same.to_dict() == run_config_from_dict(saved).to_dict()
 
 
 @pytest.mark.parametrize("key, value", [("model.num_layers", 2), ("data", "gowalla"), ("train.seed", 1),
