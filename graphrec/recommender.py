@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -90,6 +91,12 @@ class Recommender:
     def recommend(self, users: Iterable | Any, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """Top-k items per user, best first, as a DataFrame (user, rank, item, score)."""
         self._check_fitted()
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+        if k > self.graph.num_items:
+            warnings.warn(f"k={k} is more than the {self.graph.num_items} items: returning at most "
+                          f"{self.graph.num_items} per user", stacklevel=2)
+            k = self.graph.num_items
         users = [users] if np.isscalar(users) else list(users)
         index = self.user_map.to_index(users)
         if self._embeddings is None:

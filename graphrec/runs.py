@@ -16,6 +16,7 @@ from graphrec.data.interactions import InteractionGraph
 from graphrec.loaders import get_dataset_spec, load_dataset
 from graphrec.models import get_model_entry
 from graphrec.train import RecommendationTask, Trainer, load_checkpoint
+from graphrec.train.checkpoint import load_model_state, task_sizes
 from graphrec.train.hetero_classification import HeteroNodeClassificationTask
 from graphrec.train.node_classification import NodeClassificationTask
 from graphrec.train.task import Task
@@ -102,7 +103,7 @@ def load_trained(checkpoint: str | Path | dict, data_dir: str | None = None, dat
         from graphrec.encoders.graph import attach_node_encoder
 
         model = attach_node_encoder(model, task, get_model_entry(config.model), config)
-    model.load_state_dict(state["model_state"])
+    load_model_state(model, state, config.model, task_sizes(task))
     model.eval()
     return model, task, config
 

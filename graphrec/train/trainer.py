@@ -15,7 +15,7 @@ from torch import nn
 
 from graphrec.config import TrainConfig
 from graphrec.models.interfaces import OwnParameterGroups
-from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
+from graphrec.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from graphrec.train.progress import Progress
 from graphrec.train.runlock import RunFolderLock, check_fresh_start, check_resumable
 from graphrec.train.runlog import RunLog
@@ -188,6 +188,9 @@ class Trainer:
             state = self.strategy.read_checkpoint(self.run_dir)
         else:
             raise ValueError("resume needs a run folder or a checkpoint path")
+        saved, own = (state.get("run_config") or {}).get("model"), self.run_config.get("model")
+        if saved and own and saved != own:
+            raise CheckpointError(f"checkpoint is for {saved}, not {own}: resume from a {own} checkpoint")
         self.load_state_dict(state)
         self._resumed = True  # fit() drops the metrics rows after this epoch once it holds the lock
 
