@@ -14,6 +14,8 @@ Phases (the settings are the papers' Gowalla settings):
   step: adjacency build, step time, projected epoch (steps x batches per epoch);
 - ``lightgcn_sampled``: the same model trained on sampled subgraphs (``sampling.mode=sampled``:
   ``LinkNeighborSampler`` with ``--fanouts``, ``LightGCN.subgraph_loss``), sampling and step time;
+- ``lightgcn_sampled_sparse``: the same with ``train.optimizer=sparse_adam`` (sparse gradients, lazy Adam:
+  a step updates the batch's rows, not the whole table);
 - ``pyg_csr``: PyG's LightGCN over a precomputed normalised torch CSR (benchmarks/lightgcn_epoch.py's
   ``pyg-csr``), at every size until it breaks a limit (or up to ``--pyg-max-interactions``);
 - ``ultragcn``: UltraGCN with shared negatives (batch 512, 1500 negatives), item-item build time
@@ -53,14 +55,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import RESULTS, git_commit, hardware  # noqa: E402
 
-PHASES = ("generate", "bpr_sampler", "lightgcn_full", "lightgcn_sampled", "pyg_csr", "ultragcn", "evaluation",
-          "recommend_all")
+PHASES = ("generate", "bpr_sampler", "lightgcn_full", "lightgcn_sampled", "lightgcn_sampled_sparse", "pyg_csr",
+          "ultragcn", "evaluation", "recommend_all")
 #: curve name -> (phase, field, unit): what the plot and the exponent fit read.
 CURVES = {
     "generate": ("generate", "seconds", "s"),
     "BPR sampler epoch": ("bpr_sampler", "epoch_s", "s"),
     "LightGCN full-graph epoch": ("lightgcn_full", "epoch_s", "s"),
     "LightGCN sampled epoch": ("lightgcn_sampled", "epoch_s", "s"),
+    "LightGCN sampled epoch, sparse Adam": ("lightgcn_sampled_sparse", "epoch_s", "s"),
     "PyG CSR LightGCN epoch": ("pyg_csr", "epoch_s", "s"),
     "UltraGCN epoch (shared negatives)": ("ultragcn", "epoch_s", "s"),
     "UltraGCN item-item build": ("ultragcn", "item_item_build_s", "s"),
@@ -139,6 +142,7 @@ def floors(users: int, items: int, train: int, test: int, args) -> dict[str, dic
         "bpr_sampler": {"train_csr_int64": train * 8 + (users + 1) * 8, "epoch_triples": train * 24},
         "lightgcn_full": {**trained, "adjacency": adjacency},
         "lightgcn_sampled": {**trained, "sampler_csr": 2 * train * 4 + (nodes + 1) * 8},
+        "lightgcn_sampled_sparse": {**trained, "sampler_csr": 2 * train * 4 + (nodes + 1) * 8},
         "pyg_csr": {**trained, "adjacency_torch_csr": 2 * train * 12 + (nodes + 1) * 8},
         "ultragcn": {**trained, "item_item_topk": items * 10 * 12, "train_csr": train_csr},
         "evaluation": {"embeddings": embeddings, "exclude_and_targets": both_csr, "score_block": eval_block},
@@ -276,7 +280,7 @@ def phase_lightgcn_full(graph, args, record):
     time_steps(training_step(model, optimizer, model.loss), sampler.loader(0), args, record)
 
 
-def phase_lightgcn_sampled(graph, args, record):
+def phase_lightgcn_sampled(graph, args, record, sparse: bool = False):
     from graphrec.models import LightGCN
     from graphrec.nn import SubgraphPropagation
     from graphrec.sampling import LinkNeighborSampler
@@ -290,9 +294,14 @@ def phase_lightgcn_sampled(graph, args, record):
                   fanouts=list(args.fanouts))
     torch.manual_seed(0)
     model = LightGCN(graph.num_users, graph.num_items, embedding_dim=args.dim, num_layers=args.layers)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.sparse_gradients = sparse
+    optimizer = (torch.optim.SparseAdam if sparse else torch.optim.Adam)(model.parameters(), lr=1e-3)
     step = training_step(model, optimizer, lambda batch: model.subgraph_loss(batch, propagation))
     time_steps(step, sampler.loader(0), args, record, sample_apart=True)
+
+
+def phase_lightgcn_sampled_sparse(graph, args, record):
+    phase_lightgcn_sampled(graph, args, record, sparse=True)
 
 
 def phase_pyg_csr(graph, args, record):

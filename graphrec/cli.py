@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -59,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--device", help="cpu or cuda[:N] (shortcut for --set train.device=...)")
     fit.add_argument("--out", default="runs", help="folder for new run folders (default: runs/)")
     fit.add_argument("--run-dir", help="exact run folder to use instead of a new timestamped one")
-    fit.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt, exactly")
+    fit.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue the run in RUN_DIR from its last.pt, exactly; --epochs, --config and --set may "
+                          "change the safe settings (graphrec.config.RESUME_SAFE_KEYS: epochs, lr and its schedule, "
+                          "eval_every, patience, time limit, device, threads), each logged as a resume_override "
+                          "event in metrics.jsonl; other settings are fixed by the run")
     fit.add_argument("--runs", type=int, default=1, metavar="N",
                      help="train N times with seeds seed..seed+N-1 (one sub-folder each) and print the mean and "
                           "std of the test metrics; written to <run folder>/runs_summary.json")
@@ -99,8 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("recommend", help="top-k items for a user from a checkpoint",
                          description="Print a user's top-k items, excluding items the user already interacted with.")
     rec.add_argument("--checkpoint", required=True)
-    rec.add_argument("--user", required=True, action="append", help="user id (repeatable)")
-    rec.add_argument("-k", type=int, default=10)
+    rec.add_argument("--user", required=True, action="append",
+                     help="the user's id as the dataset writes it (its own id, not graphrec's internal index; for "
+                          "the LightGCN-format files: the id in train.txt); repeatable")
+    rec.add_argument("-k", type=positive_int, default=10,
+                     help="items per user (at most the number of items; default 10)")
     rec.add_argument("--data-dir")
 
     xp = sub.add_parser("explain", help="LATTE's relation weights (beta) per node type and layer, from a checkpoint",
@@ -120,6 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts such as ``-k``: a whole number >= 1, with a message that says so."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -127,27 +147,76 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from graphrec.train.trainer import NonFiniteLossError
+
+    # The library's own error types (ConfigError, DeviceUnavailableError, dataset errors and input
+    # checks are ValueErrors or KeyErrors; CheckpointError and a failed parallel run RuntimeErrors)
+    # and the operating system's (OSError: file system full, read-only, missing) end in one line;
+    # anything else is a bug and keeps its traceback.
     try:
         return COMMANDS[args.command](args)
-    except (KeyError, ValueError, FileNotFoundError, RuntimeError) as error:
-        from graphrec.train.trainer import NonFiniteLossError
+    except (KeyError, ValueError, RuntimeError, NonFiniteLossError, OSError) as error:
+        print(f"graphrec: error: {error_message(error)}", file=sys.stderr)
+        return 2
 
+
+def error_message(error: BaseException) -> str:
+    """One line for the user: the error's own message, an OSError said in words with its path."""
+    if isinstance(error, OSError) and error.errno is not None:
+        where = f": {error.filename}" if error.filename and str(error.filename) not in str(error.strerror) else ""
+        advice = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system",
+                  errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(error.errno)
+        text = str(error.strerror)
+        if advice and advice not in text.lower():
+            text = f"{advice} ({text})"
+        message = f"{text}{where}"
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            message += "; choose a writable folder (--run-dir or --out)"
+    else:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        print(f"graphrec {args.command}: error: {message}", file=sys.stderr)
-        return 3 if isinstance(error, NonFiniteLossError) else 2
+    return " ".join(str(message).split())
+
+
+def check_run_dir(path: Path) -> None:
+    """A run folder must be a folder (or creatable as one) where this user may write."""
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"the run folder {path} is a file, not a folder: pass a folder "
+                                                "path to --run-dir (or --out)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"the run folder {path} is under {parent}, which is a "
+                                                        "file: pass a folder path to --run-dir (or --out)")
+            target = path if path.exists() else parent
+            if not os.access(target, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, f"cannot write the run folder {path}: {target} is read-only "
+                                                    "or not yours", str(target))
+            return
 
 
 def _fit(args) -> int:
-    from graphrec.config import build_run_config, load_yaml, parse_overrides, run_config_from_dict
+    from graphrec.config import ConfigError, apply_resume_overrides, build_run_config, load_yaml, parse_overrides
     from graphrec import runs
 
     if args.resume:
         run_dir = Path(args.resume)
-        config = run_config_from_dict(load_yaml(run_dir / "config.yaml"))
+        check_run_dir(run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"{run_dir} is not a run folder (no config.yaml): pass the folder a `graphrec fit` "
+                              "wrote, e.g. runs/lightgcn-gowalla-<date>")
+        overrides = parse_overrides(args.overrides)
+        overrides.update(flag_overrides(args))   # --nproc: the same run on another number of ranks
+        config, changes = apply_resume_overrides(load_yaml(run_dir / "config.yaml"), args.config, overrides)
+        if changes:
+            from graphrec.train.runlog import RunLog
+
+            log = RunLog(run_dir)
+            for change in changes:
+                print(f"resume: {change.key} {change.old!r} -> {change.new!r}", file=sys.stderr)
+                log.log(event="resume_override", key=change.key, old=change.old, new=change.new)
+            log.write_config(config.to_dict())
         if args.data_dir:
             config.data_dir = args.data_dir
-        if args.nproc is not None:   # the same run on another number of ranks
-            config.parallel.nproc = args.nproc
         resume = (run_dir / "last.pt").exists() or (run_dir / "parallel" / "last.json").exists()
         if not resume:
             print(f"no last.pt in {run_dir}: starting that run from the beginning", file=sys.stderr)
@@ -158,6 +227,7 @@ def _fit(args) -> int:
         overrides.update(flag_overrides(args))
         config = build_run_config(args.model, args.data, args.data_dir, args.config, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(config, args.out)
+        check_run_dir(run_dir)
         resume = False
     print(f"run folder: {run_dir}", file=sys.stderr)
     if config.parallel.enabled or (args.resume and (run_dir / "parallel" / "parallel.json").exists()):
@@ -224,25 +294,52 @@ def _eval(args) -> int:
 def _recommend(args) -> int:
     from graphrec import runs
     from graphrec.metrics.ranking import top_k_items
+    from graphrec.models import get_model_entry
+    from graphrec.train import load_checkpoint
 
-    model, task, _ = runs.load_trained(args.checkpoint, args.data_dir)
+    state = load_checkpoint(args.checkpoint)
+    name = state.get("run_config", {}).get("model")
+    task_name = get_model_entry(name).task
+    if task_name != "recommendation":
+        raise ValueError(f"checkpoint {args.checkpoint} is for {name}, a {task_name.replace('_', '-')} model: "
+                         "recommend needs a recommender's checkpoint (see `graphrec models`); use `graphrec eval`")
+    model, task, _ = runs.load_trained(state, args.data_dir)
     graph = task.graph
-    if graph.user_map is not None:
-        users = graph.user_map.to_index(args.user)
-    else:
-        users = []
-        for user in args.user:
-            if not user.lstrip("-").isdigit() or not 0 <= int(user) < graph.num_users:
-                raise ValueError(f"user {user!r} is not a user index of {graph.name} (0..{graph.num_users - 1})")
-            users.append(int(user))
+    users = _user_indices(graph, args.user)
+    k = args.k
+    if k > graph.num_items:
+        print(f"graphrec: warning: -k {k} is more than the {graph.num_items} items of {graph.name}: showing at "
+              f"most {graph.num_items}", file=sys.stderr)
+        k = graph.num_items
     users_emb, items_emb = model.embeddings()
     known = graph.known_interactions("train", "valid")
-    items, scores = top_k_items(users_emb, items_emb, args.k, known, users)
+    items, scores = top_k_items(users_emb, items_emb, k, known, users)
     for user, row_items, row_scores in zip(args.user, items, scores):
+        found = row_items >= 0   # fewer unseen items than k: the short row ends there (strict JSON, no -inf)
+        row_items, row_scores = row_items[found], row_scores[found]
         names = graph.item_map.to_ids(row_items) if graph.item_map is not None else row_items
         print(json.dumps({"user": user, "items": [str(n) if graph.item_map else int(n) for n in names],
-                          "scores": [round(float(s), 5) for s in row_scores]}))
+                          "scores": [round(float(s), 5) for s in row_scores]}, allow_nan=False))
     return 0
+
+
+def _user_indices(graph, users: list[str]) -> list[int]:
+    """The dataset's own user ids (as typed) -> graphrec's row indices, or an error naming the unknown ones."""
+    if graph.user_map is not None:   # ids typed on the command line are text; a dataset's may be numbers
+        as_numbers = [int(u) if u.lstrip("-").isdigit() else u for u in users]
+        for candidate in (users, as_numbers):
+            try:
+                return graph.user_map.to_index(candidate).tolist()
+            except KeyError as error:
+                problem = error.args[0]
+        raise ValueError(f"{problem} in {graph.name}: --user takes the dataset's own user ids")
+    out = []
+    for user in users:
+        if not user.isdigit() or not 0 <= int(user) < graph.num_users:
+            raise ValueError(f"unknown user id {user!r} in {graph.name}: its user ids are 0..{graph.num_users - 1} "
+                             "(the ids in its train.txt); --user takes the dataset's own user ids")
+        out.append(int(user))
+    return out
 
 
 def _datasets(args) -> int:

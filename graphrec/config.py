@@ -54,6 +54,7 @@ class TrainConfig:
     lr_milestones: tuple[int, ...] = ()
     lr_gamma: float = 0.1
     weight_decay: float = 0.0
+    #: "adam", "adamw", "sgd", or "sparse_adam" (lazy Adam on sparse gradients: sampling.mode=sampled)
     optimizer: str = "adam"
     eval_every: int = 10
     patience: int = 10
@@ -284,14 +285,104 @@ class ConfigError(ValueError):
 
 def build_run_config(model: str, data: str, data_dir: str | None = None, config_file: str | None = None,
                      overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Resolve a run's configuration through all layers of defaults and overrides."""
+    """Resolve a run's configuration through all layers of defaults and overrides.
+
+    The device is checked here, so ``--device cuda`` on a machine without CUDA fails before any
+    data is read (:class:`~graphrec.devices.DeviceUnavailableError`).
+    """
+    from graphrec.devices import resolve_device
     from graphrec.recipes import recipe_settings
 
     settings = recipe_settings(model, data)
     if config_file:
         settings.update(flatten(load_yaml(config_file)))
     settings.update(overrides or {})
-    return config_from_settings(model, data, settings, data_dir)
+    config = config_from_settings(model, data, settings, data_dir)
+    resolve_device(config.train.device)
+    return config
+
+
+#: settings a resumed run may change: optimisation rate and schedule, run length, evaluation
+#: cadence and patience, and runtime. They change neither the model's shapes nor the batches
+#: already drawn, so the checkpoint stays valid; every other key is fixed by the saved run.
+RESUME_SAFE_KEYS = frozenset({
+    "train.epochs", "train.lr", "train.lr_schedule", "train.lr_min", "train.lr_decay_epochs",
+    "train.lr_milestones", "train.lr_gamma", "train.eval_every", "train.patience", "train.early_stopping",
+    "train.time_limit_s", "train.eval_chunk_size", "train.device", "train.num_threads",
+    "parallel.nproc", "parallel.timeout_s",
+})
+
+
+@dataclass
+class ResumeChange:
+    """One setting a resumed run changes (logged as a ``resume_override`` event)."""
+
+    key: str
+    old: Any
+    new: Any
+
+
+def apply_resume_overrides(saved: dict, config_file: str | None = None,
+                           overrides: dict[str, Any] | None = None) -> tuple[RunConfig, list[ResumeChange]]:
+    """The saved run config (``config.yaml`` as a dict) with the safe overrides of a resume applied.
+
+    ``config_file`` (a YAML file by section) then ``overrides`` (``"section.key"`` -> value) are
+    applied like for a new run; a key in :data:`RESUME_SAFE_KEYS` may change, any other key must
+    keep its saved value (a file holding the whole original config is fine) or a
+    :class:`ConfigError` names the key and the saved value. Returns the new config and the changes.
+    """
+    from graphrec.devices import resolve_device
+
+    config = run_config_from_dict(saved)
+    requested = flatten(load_yaml(config_file)) if config_file else {}
+    requested.update(overrides or {})
+    if not requested:
+        resolve_device(config.train.device)   # a run saved on a GPU machine, resumed on another
+        return config, []
+    sections = {name: getattr(config, name) for name in SECTIONS}
+    sections["model"] = config.model_config
+    current = {f"{section}.{f.name}": getattr(obj, f.name)
+               for section, obj in sections.items() for f in dataclasses.fields(obj)}
+    changes, settings = [], {}
+    for key, value in requested.items():
+        if key.startswith("model_config."):   # a run's own config.yaml passed back with --config
+            key = "model." + key.split(".", 1)[1]
+        if key == "data_dir":   # where the files are, not what they are (--data-dir)
+            continue
+        if key in ("model", "data"):
+            if value != getattr(config, key):
+                raise ConfigError(f"cannot change {key} when resuming: the run was saved with {key}="
+                                  f"{getattr(config, key)!r}; start a new run for {value!r}")
+            continue
+        section, name = _resolve_key(key, sections)
+        full = f"{section}.{name}"
+        new = coerce_value(value, typing.get_type_hints(type(sections[section])).get(name, Any), full)
+        old = current[full]
+        if _same_value(new, old):
+            continue
+        if full not in RESUME_SAFE_KEYS:
+            raise ConfigError(
+                f"cannot change {full} when resuming: the run was saved with {full}={_plain(old)!r} "
+                f"(asked: {_plain(new)!r}), and it shapes the model, the data or the batches. Resume "
+                f"without it, or start a new run. Resume may change: {', '.join(sorted(RESUME_SAFE_KEYS))}")
+        settings[full] = new
+        changes.append(ResumeChange(full, _plain(old), _plain(new)))
+    if not changes:
+        resolve_device(config.train.device)
+        return config, []
+    merged = {**current, **settings}
+    config = config_from_settings(config.model, config.data, merged, config.data_dir)
+    resolve_device(config.train.device)
+    return config, changes
+
+
+def _same_value(a, b) -> bool:
+    return _plain(a) == _plain(b)
+
+
+def _plain(value):
+    """A setting as YAML/JSON writes it (tuples as lists)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def config_from_settings(model: str, data: str, settings: dict[str, Any], data_dir: str | None = None,
@@ -349,7 +440,12 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=0.01)")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ConfigError(f"--set {key.strip()}: {value!r} is not a valid YAML value ({problem}); "
+                              "e.g. --set \"train.ks=[10,20]\" (quote lists for the shell)") from None
     return out
 
 

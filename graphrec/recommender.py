@@ -17,8 +17,6 @@ Held-out evaluation in the users' own ids (docs/recommender.md):
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -48,8 +46,8 @@ class Recommender:
 
     ``fit`` holds out a seeded per-user validation split (``valid_fraction``) to pick
     the best epoch, then recommends from the selected model; every interaction in the
-    DataFrame (train and validation) counts as seen and is never recommended. It prints a
-    start line and one line per evaluation (``verbose=False``: nothing).
+    DataFrame (train and validation) counts as seen and is never recommended. It prints the
+    Trainer's start block, progress and one line per evaluation (``verbose=False``: nothing).
 
     Ctrl-C during ``fit`` puts the best weights so far back (the selected epoch's, never the
     last ones) and raises ``KeyboardInterrupt``: a script never continues silently. The
@@ -93,7 +91,10 @@ class Recommender:
         train = dataclasses.replace(self.train_config, protocol="validation")
         config = RunConfig(model=self.model_name, data=graph.name, model_config=self.model_config, train=train,
                            sampling=self.sampling_config)
-        trainer, summary = _fit_with_progress(config, run_dir, graph, verbose)  # `graphrec fit`'s path
+        from graphrec import runs
+
+        # the same path as `graphrec fit`; verbose: the Trainer's start block, progress and evaluation lines
+        trainer, summary = runs.fit(config, run_dir, data=graph, verbose=verbose)
         if summary["status"] == "interrupted":
             if trainer.best_epoch is None:
                 raise KeyboardInterrupt(f"fit interrupted at epoch {trainer.epoch + 1} before any evaluation: "
@@ -172,6 +173,12 @@ class Recommender:
     def recommend(self, users: Iterable | Any, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """Top-k items per user, best first, as a DataFrame (user, rank, item, score)."""
         self._check_fitted()
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a whole number >= 1, got {k!r}")
+        if k > self.graph.num_items:
+            warnings.warn(f"k={k} is more than the {self.graph.num_items} items: returning at most "
+                          f"{self.graph.num_items} per user", stacklevel=2)
+            k = self.graph.num_items
         users = [users] if np.isscalar(users) else list(users)
         index = self.user_map.to_index(users)
         if self._embeddings is None:
@@ -238,38 +245,3 @@ def _positions(id_map: IdMap, values: pd.Series) -> np.ndarray:
     ids = np.empty(len(values), dtype=object)   # an object array keeps each id's own type
     ids[:] = list(values)
     return pd.Index(id_map.ids, dtype=object).get_indexer(pd.Index(ids, dtype=object)).astype(np.int64)
-
-
-def _fit_with_progress(config: RunConfig, run_dir, graph: InteractionGraph, verbose: bool):
-    """``runs.fit`` with progress: the Trainer's own (its ``verbose``) where it has it, else a start
-    line and one line per evaluation printed here."""
-    from graphrec import runs
-
-    if "verbose" in inspect.signature(runs.fit).parameters:
-        return runs.fit(config, run_dir, data=graph, verbose=verbose)
-    if not verbose:
-        return runs.fit(config, run_dir, data=graph)
-    train = config.train
-    print(f"Recommender: fitting {config.model} on {graph.num_users:,} users, {graph.num_items:,} items, "
-          f"{graph.train.nnz:,} train and {graph.valid.nnz:,} validation interactions; up to {train.epochs} "
-          f"epochs, evaluated every {train.eval_every} (Ctrl-C: keep the best so far)", file=sys.stderr)
-    from graphrec.train.strategy import SingleProcess
-    from graphrec.train.trainer import make_optimizer
-
-    class EvaluationLines(SingleProcess):
-        epoch = 0
-
-        def batches(self, epoch, start=0):
-            self.epoch = epoch + 1
-            return super().batches(epoch, start)
-
-        def evaluate(self, split):
-            metrics = super().evaluate(split)
-            shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
-            print(f"epoch {self.epoch}/{train.epochs}  {split}: {shown}", file=sys.stderr)
-            return metrics
-
-    return runs.fit(config, run_dir, data=graph,
-                    strategy=lambda model, task: EvaluationLines(model, task, make_optimizer(model, train)))
-
-

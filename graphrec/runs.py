@@ -16,6 +16,7 @@ from graphrec.data.interactions import InteractionGraph
 from graphrec.loaders import get_dataset_spec, load_dataset
 from graphrec.models import get_model_entry
 from graphrec.train import RecommendationTask, Trainer, load_checkpoint
+from graphrec.train.checkpoint import load_model_state, task_sizes
 from graphrec.train.hetero_classification import HeteroNodeClassificationTask
 from graphrec.train.node_classification import NodeClassificationTask
 from graphrec.train.task import Task
@@ -57,11 +58,15 @@ def default_run_dir(config: RunConfig, root: str | Path = "runs") -> Path:
 
 
 def fit(config: RunConfig, run_dir: str | Path | None = None, resume: bool = False, data=None,
-        strategy: Callable[[nn.Module, Task], TrainingStrategy] | None = None) -> tuple[Trainer, dict[str, Any]]:
+        strategy: Callable[[nn.Module, Task], TrainingStrategy] | None = None,
+        verbose: bool = True) -> tuple[Trainer, dict[str, Any]]:
     """Train ``config`` into ``run_dir`` (resuming from its checkpoint when asked).
 
     Every run goes through :meth:`Trainer.fit`: ``strategy(model, task)`` makes the strategy of a
-    distributed run (:mod:`graphrec.parallel`); None trains on this process.
+    distributed run (:mod:`graphrec.parallel`); None trains on this process. ``run_dir`` belongs to
+    one run: a fresh start in a folder that holds one, a second process writing it, or ``resume``
+    without its checkpoint raise :class:`~graphrec.train.runlock.RunFolderError`. ``verbose``:
+    print the start block, progress and evaluations (to stderr); False prints nothing.
     """
     set_num_threads(config.train.num_threads)
     torch.manual_seed(config.train.seed)
@@ -74,7 +79,7 @@ def fit(config: RunConfig, run_dir: str | Path | None = None, resume: bool = Fal
         model = attach_node_encoder(model, task, entry, config)
     chosen = strategy(model, task) if strategy is not None else None
     trainer = Trainer(model, chosen.task if chosen is not None else task, config.train, run_dir=run_dir,
-                      run_config=config.to_dict(), strategy=chosen)
+                      run_config=config.to_dict(), strategy=chosen, verbose=verbose)
     if resume:
         trainer.resume()
     summary = trainer.fit()
@@ -98,12 +103,12 @@ def load_trained(checkpoint: str | Path | dict, data_dir: str | None = None, dat
         from graphrec.encoders.graph import attach_node_encoder
 
         model = attach_node_encoder(model, task, get_model_entry(config.model), config)
-    model.load_state_dict(state["model_state"])
+    load_model_state(model, state, config.model, task_sizes(task))
     model.eval()
     return model, task, config
 
 
-def fit_many(config: RunConfig, runs: int, run_dir: str | Path, data=None) -> dict[str, Any]:
+def fit_many(config: RunConfig, runs: int, run_dir: str | Path, data=None, verbose: bool = True) -> dict[str, Any]:
     """Train ``config`` ``runs`` times, with seeds ``seed, seed+1, ...``, and aggregate.
 
     The data is read once. Run ``i`` goes to ``run_dir/seed-<seed+i>/`` (a complete run
@@ -125,7 +130,7 @@ def fit_many(config: RunConfig, runs: int, run_dir: str | Path, data=None) -> di
     for number in range(runs):
         seed = config.train.seed + number
         seeded = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed))
-        _, summary = fit(seeded, run_dir / f"seed-{seed}", data=data)
+        _, summary = fit(seeded, run_dir / f"seed-{seed}", data=data, verbose=verbose)
         if summary["status"] == "interrupted":
             status = "interrupted"
             break

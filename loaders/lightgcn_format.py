@@ -69,13 +69,15 @@ def read_lightgcn_dataset(paths: dict[str, Path], name: str) -> InteractionGraph
     test_u, test_i, test_users = read_user_item_lists(paths["test.txt"])
     num_users = max(train_users, test_users)
     num_items = int(max(train_i.max(initial=-1), test_i.max(initial=-1))) + 1
-    return InteractionGraph(
+    graph = InteractionGraph(
         num_users=num_users,
         num_items=num_items,
         train=interaction_matrix(train_u, train_i, num_users, num_items),
         test=interaction_matrix(test_u, test_i, num_users, num_items),
         name=name,
     )
+    graph.warn_unseen_items()
+    return graph
 
 
 def _declare(name: str, files: dict[str, tuple[str, ...]], stats: dict[str, int], description: str):

@@ -21,10 +21,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
-from graphrec.loaders.files import DatasetNotFoundError
+from graphrec.loaders.files import DatasetNotFoundError, MalformedFileError
 from graphrec.loaders.registry import DatasetSpec, register_dataset
 
 ORIGIN = "https://raw.githubusercontent.com/kimiyoung/planetoid/master/data"
@@ -50,11 +51,30 @@ def read_planetoid(paths: dict[str, Path], name: str):
         for file_name, path in paths.items():
             os.symlink(Path(path).resolve(), raw / file_name)
         # PyG announces "Processing... Done!" on stderr; graphrec's own output stays clean.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            dataset = Planetoid(root, pyg_name, split="public")
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                dataset = Planetoid(root, pyg_name, split="public")
+        except (EOFError, pickle.UnpicklingError, ValueError, IndexError, UnicodeDecodeError) as error:
+            raise MalformedFileError(
+                f"{_unreadable_file(paths) or name + ' files'} cannot be read ({type(error).__name__}: "
+                f"{str(error)[:120]}): it is truncated or damaged; re-download it (delete it and run again) or "
+                "check the checksum with `graphrec datasets --verify`") from None
         data = dataset[0]
     data.name = name
     return data
+
+
+def _unreadable_file(paths: dict[str, Path]) -> Path | None:
+    """The first of the pickled files that does not unpickle (the ones PyG reads with pickle)."""
+    for file_name, path in paths.items():
+        if file_name.endswith(".test.index"):
+            continue
+        try:
+            with open(path, "rb") as handle:
+                pickle.load(handle, encoding="latin1")
+        except Exception:  # noqa: BLE001 - any failure means this is the damaged file
+            return Path(path)
+    return None
 
 
 def _declare(name: str, digests: dict[str, str], stats: dict[str, int], description: str) -> None:

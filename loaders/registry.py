@@ -1,12 +1,13 @@
 """The dataset registry: declarations in, graphs out."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from graphrec.registry import Registry
-from graphrec.loaders.files import ensure_files, resolve_data_root, verify_file
+from graphrec.loaders.files import ChecksumError, ensure_files, resolve_data_root, verify_file
 
 
 @dataclass(frozen=True)
@@ -61,4 +62,25 @@ def load_dataset(name: str, data_dir=None, download: bool = True):
     """Locate (downloading if needed and allowed) and read a registered dataset."""
     spec = get_dataset_spec(name)
     paths = ensure_files(spec.folder(data_dir), spec.files, spec.url_base, download=download)
+    for name, path in paths.items():
+        if not _matches_checksum(path, spec.files[name]):
+            warnings.warn(f"{path} differs from the published checksum of {spec.name}'s {name}: results may not "
+                          "compare with published ones. Check with `graphrec datasets --verify`; delete the file "
+                          "to download it again", stacklevel=2)
     return spec.reader(paths, spec.name)
+
+
+#: (path, size, mtime) -> whether the file matched: a file is hashed once per process until it changes
+_CHECKED: dict[tuple[str, int, int], bool] = {}
+
+
+def _matches_checksum(path: Path, digests: tuple[str, ...]) -> bool:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKED:
+        try:
+            verify_file(path, digests)
+            _CHECKED[key] = True
+        except ChecksumError:
+            _CHECKED[key] = False
+    return _CHECKED[key]

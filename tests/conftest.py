@@ -69,3 +69,14 @@ def gowalla(data_root):
     from graphrec.loaders import load_dataset
 
     return load_dataset("gowalla", data_dir=data_root, download=False)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP oversubscription stalls on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,13 +15,7 @@ from graphrec.models.catgcn import FieldGraphConvolution, bi_interaction, field_
 from graphrec.train.node_classification import NodeClassificationTask, class_balance_weights
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP oversubscription stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # 5 nodes, 3 fields with 2, 3, 2 values (global ids 0-1, 2-4, 5-6); path 0-1-2, edge 2-3, 1-3; 4 isolated.

@@ -12,12 +12,7 @@ from graphrec.loaders import MalformedFileError, get_dataset_spec, load_dataset
 from graphrec.loaders.catgcn_format import from_dataframe, quantile_buckets, read_catgcn_files
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- official three-file format

@@ -190,3 +190,27 @@ def test_hetero_node_type_gets_frozen_image_features():
     node_a = ImageNodeEncoder(tiny_encoder(), NodeImages.from_tensor(torch.rand(3, 3, 16, 16)), out_dim=5, progress=False)
     attach_image_features(data, "author", node_a)
     assert data["author"].x.shape == (3, 5)
+
+
+def test_catgcn_with_images_trains_on_sampled_subgraphs():
+    # Sampled mode asks for the batch rows' initial representation: with images it must include the
+    # images of exactly those nodes (before, the wrapper had no initial_representation and failed).
+    from graphrec.encoders.graph import build_node_classifier
+    from graphrec.models.interfaces import DecoupledNodeClassifier
+
+    n = 6
+    images = NodeImages.from_tensor(torch.rand(n, 3, 16, 16))
+    entry = get_model_entry("catgcn")
+    wrapped = build_node_classifier(entry, entry.config_cls(embedding_dim=4, num_hops=1), num_features=7,
+                                    num_classes=3, node_encoder=ImageNodeEncoder(tiny_encoder(), images, out_dim=3,
+                                                                                 progress=False))
+    assert isinstance(wrapped, DecoupledNodeClassifier) and wrapped.num_hops == 1
+    wrapped.eval()
+    fields, nodes = torch.randint(0, 7, (n, 3)), torch.tensor([4, 0, 4, 2])
+    with torch.no_grad():
+        full = wrapped.model.initial_representation(fields) + wrapped.node_encoder.all_features()
+        assert torch.allclose(wrapped.initial_representation(fields[nodes], nodes), full[nodes], atol=1e-6)
+    dense = build_node_classifier(get_model_entry("gcn"), get_model_entry("gcn").config_cls(), num_features=4,
+                                  num_classes=3, node_encoder=ImageNodeEncoder(tiny_encoder(), images, out_dim=3,
+                                                                               progress=False))
+    assert not isinstance(dense, DecoupledNodeClassifier)   # GCN interleaves weights and propagation

@@ -117,23 +117,23 @@ def hetero_graph() -> HeteroData:
     return data
 
 
-def make_task(name: str):
-    """The model's task on tiny data (built as ``graphrec fit`` builds it)."""
+def make_task(name: str, device: str = "cpu"):
+    """The model's task on tiny data (built as ``graphrec fit`` builds it), on ``device``."""
     entry = get_model_entry(name)
     if entry.task == "recommendation":
         from graphrec.data.interactions import InteractionGraph
         from graphrec.train.recommendation import RecommendationTask
 
         graph = InteractionGraph(6, 16, interaction_csr())
-        return RecommendationTask(graph, TrainConfig(batch_size=8), SamplingConfig(num_negatives=1))
+        return RecommendationTask(graph, TrainConfig(batch_size=8, device=device), SamplingConfig(num_negatives=1))
     if entry.task == "node_classification":
         from graphrec.train.node_classification import NodeClassificationTask
 
         return NodeClassificationTask(node_graph(categorical=takes_categorical_fields(entry.model_cls)),
-                                      TrainConfig(normalize_features=False))
+                                      TrainConfig(normalize_features=False, device=device))
     from graphrec.train.hetero_classification import HeteroNodeClassificationTask
 
-    return HeteroNodeClassificationTask(hetero_graph(), TrainConfig(normalize_features=False, split="2"))
+    return HeteroNodeClassificationTask(hetero_graph(), TrainConfig(normalize_features=False, split="2", device=device))
 
 
 def build(task, name: str, seed: int = 0, **overrides):
@@ -281,3 +281,28 @@ def test_tasks_refuse_models_outside_the_contract():
     task = HeteroNodeClassificationTask(hetero_graph(), TrainConfig(normalize_features=False, split="2"))
     with pytest.raises(TypeError, match="forward_with_aux"):
         task.build_model(entry, entry.config_cls())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu/device_check.sh)")
+@pytest.mark.parametrize("name", MODELS)
+def test_cuda_step_equals_cpu_step(name):
+    """``--device cuda`` for every model: one loss and its gradients on CUDA equal the CPU ones
+    (eval mode, so no dropout draw differs between the devices' generators)."""
+    results = []
+    for device in ("cpu", "cuda"):
+        task = make_task(name, device)
+        model = build(task, name, seed=0)
+        model.eval()
+        loss = task.training_loss(model, first_batch(task))
+        loss.backward()
+        grads = [p.grad.detach().cpu() if p.grad is not None else None for p in model.parameters()]
+        results.append((loss.detach().cpu(), grads, [o.cpu() for o in outputs(task, model)]))
+    (loss_cpu, grads_cpu, out_cpu), (loss_gpu, grads_gpu, out_gpu) = results
+    torch.testing.assert_close(loss_gpu, loss_cpu, rtol=1e-4, atol=1e-5)
+    for a, b in zip(grads_cpu, grads_gpu):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-5)
+    for a, b in zip(out_cpu, out_gpu):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)

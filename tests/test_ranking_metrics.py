@@ -118,12 +118,10 @@ def _reference_topk(scores, mask, k):
     return items, out_scores
 
 
-@pytest.mark.parametrize("item_tile", [3, 32, 33, 8192])  # tiles smaller/larger than the SIMD block
-@pytest.mark.parametrize("seed", [0, 1])
-def test_top_k_items_matches_bruteforce_with_ties_and_short_rows(seed, item_tile):
+def _tied_case(seed: int):
+    """Small integer embeddings (exact float32 products, many tied scores) and a mask with short rows."""
     rng = np.random.default_rng(seed)
-    n_users, n_items, dim, k = 40, 70, 3, 10
-    # Small integer embeddings: exact float32 products and many tied scores.
+    n_users, n_items, dim = 40, 70, 3
     user = rng.integers(-2, 3, (n_users, dim))
     item = rng.integers(-2, 3, (n_items, dim))
     mask = rng.random((n_users, n_items)) < 0.3
@@ -132,6 +130,15 @@ def test_top_k_items_matches_bruteforce_with_ties_and_short_rows(seed, item_tile
     mask[1, [0, 33, 69]] = False         # 3 candidates < k
     mask[2, : n_items - 5] = True        # 5 candidates at the end
     mask[3] = False                      # nothing masked
+    return user, item, mask
+
+
+@pytest.mark.parametrize("item_tile", [3, 32, 33, 8192])  # tiles smaller/larger than the SIMD block
+@pytest.mark.parametrize("seed", [0, 1])
+def test_top_k_items_matches_bruteforce_with_ties_and_short_rows(seed, item_tile):
+    k = 10
+    user, item, mask = _tied_case(seed)
+    n_items = item.shape[0]
     scores = user @ item.T
     expected_items, expected_scores = _reference_topk(scores, mask, k)
     assert len(np.unique(scores[3])) < n_items  # ties do happen
@@ -149,15 +156,8 @@ def test_top_k_items_matches_bruteforce_with_ties_and_short_rows(seed, item_tile
 @pytest.mark.parametrize("seed", [0, 1])
 def test_device_top_k_matches_bruteforce_with_ties_and_short_rows(seed, chunk_size):
     # The GPU path's logic (mask, topk, exact tie order, padding), run here on CPU tensors.
-    rng = np.random.default_rng(seed)
-    n_users, n_items, dim, k = 40, 70, 3, 10
-    user = rng.integers(-2, 3, (n_users, dim))
-    item = rng.integers(-2, 3, (n_items, dim))
-    mask = rng.random((n_users, n_items)) < 0.3
-    mask[0] = True
-    mask[1] = True
-    mask[1, [0, 33, 69]] = False
-    mask[3] = False
+    k = 10
+    user, item, mask = _tied_case(seed)
     expected_items, expected_scores = _reference_topk(user @ item.T, mask, k)
     got_items, got_scores = top_k_items_on_device(torch.tensor(user, dtype=torch.float32),
                                                   torch.tensor(item, dtype=torch.float32), k,

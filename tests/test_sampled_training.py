@@ -299,3 +299,42 @@ def test_unsorted_edges_take_the_index_add_path_with_the_same_result():
     assert not bool((shuffled.edge_index[1][1:] >= shuffled.edge_index[1][:-1]).all())
     torch.testing.assert_close(model.subgraph_embeddings(shuffled, propagation), expected,
                                rtol=1e-5, atol=1e-6)
+
+
+def test_sparse_adam_moves_only_the_batch_rows_and_its_first_step_is_adams():
+    # Sampled mode's per-step cost must not include the whole table: with train.optimizer=sparse_adam the
+    # layer-0 rows give sparse gradients and only the batch's rows change.
+    from graphrec.train.trainer import make_optimizer
+
+    train = random_interactions(num_users=25, num_items=30, density=0.2, seed=4)
+    sampler = LinkNeighborSampler(train, [2, 2], batch_size=4, num_negatives=1, seed=0)
+    batch = next(iter(sampler.loader(epoch=0)))
+    propagation = propagation_for(sampler)
+    weights = {}
+    for optimizer in ("adam", "sparse_adam"):
+        torch.manual_seed(0)
+        model = LightGCN(*train.shape, embedding_dim=8, num_layers=2)
+        model.sparse_gradients = optimizer == "sparse_adam"
+        before = model.embedding.weight.detach().clone()
+        if optimizer == "sparse_adam":
+            step = make_optimizer(model, TrainConfig(optimizer=optimizer, lr=0.01))
+            assert isinstance(step, torch.optim.SparseAdam)
+        else:   # torch's SparseAdam adds eps before the second moment's bias correction: eps / sqrt(1 - beta2)
+            step = torch.optim.Adam(model.parameters(), lr=0.01, eps=1e-8 / (1 - 0.999) ** 0.5)
+        model.subgraph_loss(batch, propagation).backward()
+        assert model.embedding.weight.grad.is_sparse == (optimizer == "sparse_adam")
+        step.step()
+        weights[optimizer] = model.embedding.weight.detach()
+        moved = (weights[optimizer] != before).any(1).nonzero().flatten()
+        assert set(moved.tolist()) <= set(batch.n_id.tolist())
+    torch.testing.assert_close(weights["sparse_adam"], weights["adam"], rtol=1e-5, atol=1e-7)
+
+
+def test_sparse_adam_is_refused_where_every_row_gets_a_gradient():
+    graph = InteractionGraph.from_scipy(random_interactions(), seed=0)
+    with pytest.raises(ValueError, match="sparse_adam needs sampling.mode=sampled"):
+        _fit_recommender(graph, optimizer="sparse_adam")
+    with pytest.raises(ValueError, match="no weight decay"):
+        _fit_recommender(graph, mode="sampled", optimizer="sparse_adam", weight_decay=1e-4)
+    _, summary = _fit_recommender(graph, mode="sampled", optimizer="sparse_adam", fanouts=[2, 2])
+    assert summary["status"] == "completed"

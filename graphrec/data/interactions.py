@@ -1,6 +1,7 @@
 """The user-item interaction graph every recommender trains on."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -69,12 +70,30 @@ class InteractionGraph:
         Split per user: by time when ``time`` is given (latest go to test), else a
         seeded shuffle. Set a fraction to 0 to skip that split.
         """
+        if len(frame) == 0:
+            raise ValueError("the DataFrame is empty: pass one row per interaction (user, item[, time])")
         missing = [c for c in (user, item, time) if c is not None and c not in frame.columns]
         if missing:
             raise KeyError(f"columns {missing} not in the DataFrame (it has {list(frame.columns)})")
+        for column in (user, item):
+            blank = int(frame[column].isna().sum())
+            if blank:
+                raise ValueError(f"{blank} of {len(frame)} rows have no {column} id (NaN in column {column!r}): "
+                                 "drop them first (df.dropna(subset=[...]))")
         user_map, user_index = IdMap.from_values(frame[user].to_numpy())
         item_map, item_index = IdMap.from_values(frame[item].to_numpy())
-        timestamps = None if time is None else pd.to_numeric(frame[time]).to_numpy()
+        timestamps = None
+        if time is not None:
+            try:
+                timestamps = pd.to_numeric(frame[time]).to_numpy(dtype=np.float64)
+            except (TypeError, ValueError):
+                timestamps = pd.to_datetime(frame[time]).to_numpy(dtype="datetime64[ns]").astype(np.float64)
+                timestamps[pd.isna(frame[time]).to_numpy()] = np.nan
+            # NaN would sort as the latest time and push those rows into test
+            blank = int(np.isnan(timestamps).sum())
+            if blank:
+                raise ValueError(f"{blank} of {len(frame)} rows have no timestamp (NaN in column {time!r}): drop "
+                                 f"or fill them (df.dropna(subset=[{time!r}])), or pass time=None")
         return cls._from_indices(
             user_index, item_index, len(user_map), len(item_map), valid_fraction, test_fraction,
             seed, timestamps, user_map, item_map, name,
@@ -109,12 +128,29 @@ class InteractionGraph:
         def split(p):
             return interaction_matrix(users[part == p], items[part == p], num_users, num_items)
 
-        return cls(
+        graph = cls(
             num_users, num_items, split(0),
             split(1) if valid_fraction > 0 else None,
             split(2) if test_fraction > 0 else None,
             user_map, item_map, name,
         )
+        graph.warn_unseen_items()
+        return graph
+
+    def warn_unseen_items(self) -> None:
+        """Warn with counts when test (or validation) items never occur in train: no model learns them."""
+        in_train = np.zeros(self.num_items, dtype=bool)
+        in_train[self.train.indices] = True
+        for split in ("test", "valid"):
+            matrix = getattr(self, split)
+            if matrix is None or matrix.nnz == 0:
+                continue
+            unseen = ~in_train[matrix.indices]
+            if unseen.any():
+                warnings.warn(
+                    f"{self.name}: {int(unseen.sum())} of {matrix.nnz} {split} interactions "
+                    f"({np.unique(matrix.indices[unseen]).size} items) have items never seen in train; "
+                    "no model can learn them, so they count as misses in the metrics", stacklevel=3)
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:

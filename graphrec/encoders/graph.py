@@ -51,6 +51,19 @@ class ImageFeatureModel(nn.Module):
         return self.model(x, edge_index)
 
 
+class CategoricalImageFeatureModel(ImageFeatureModel):
+    """:class:`ImageFeatureModel` around CatGCN, also trainable on sampled subgraphs
+    (:class:`~graphrec.models.interfaces.DecoupledNodeClassifier`): the image features of the batch's
+    nodes are added to their initial representation, as the full-graph forward adds everyone's."""
+
+    @property
+    def num_hops(self) -> int:
+        return self.model.num_hops
+
+    def initial_representation(self, x_fields: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+        return self.model.initial_representation(x_fields) + self.node_encoder(nodes)
+
+
 def build_node_classifier(entry, model_config, num_features: int, num_classes: int,
                           node_encoder: ImageNodeEncoder, combine: str = "concat") -> ImageFeatureModel:
     """A registered node-classification model sized for the image features, wrapped."""
@@ -60,6 +73,7 @@ def build_node_classifier(entry, model_config, num_features: int, num_classes: i
             raise ValueError(f"CatGCN adds image features to its [N, classes] representation: build the node "
                              f"encoder with out_dim={num_classes}")
         model = entry.build(model_config, num_features=num_features, num_classes=num_classes)
+        return CategoricalImageFeatureModel(model, node_encoder, combine)
     else:
         width = node_encoder.out_dim + (num_features if combine == "concat" else 0)
         model = entry.build(model_config, num_features=width, num_classes=num_classes)

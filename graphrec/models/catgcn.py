@@ -201,8 +201,8 @@ class CatGCN(nn.Module):
         squares = F.embedding_bag(x_fields, table * table, mode="sum")
         return self._run_mlp(self.local_mlp, 0.5 * (summed * summed - squares))
 
-    def initial_representation(self, x_fields: torch.Tensor) -> torch.Tensor:
-        """``H`` (before propagation), ``[N, C]``."""
+    def initial_representation(self, x_fields: torch.Tensor, nodes: torch.Tensor | None = None) -> torch.Tensor:
+        """``H`` (before propagation), ``[N, C]``; ``nodes`` (the rows' node ids) is not needed here."""
         if x_fields.dtype not in (torch.long, torch.int32, torch.int64) or x_fields.dim() != 2:
             raise ValueError(f"CatGCN takes x_fields, a [nodes, fields] integer tensor of field-value ids; got "
                              f"{x_fields.dtype} {tuple(x_fields.shape)} (is the data a categorical graph?)")

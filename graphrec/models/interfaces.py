@@ -171,6 +171,10 @@ class DecoupledNodeClassifier(DecoupledPropagation, Protocol):
     #: propagation depth K of ``A_hat^K``
     num_hops: int
 
+    def initial_representation(self, inputs: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+        """``H`` of the rows ``inputs`` of the nodes ``nodes`` (global ids: per-node extras such as
+        image features are looked up by them)."""
+
 
 def takes_sparse_features(model: nn.Module) -> bool:
     """True when ``model`` declares (:class:`SparseFeatureInput`) that it takes a sparse ``x``."""

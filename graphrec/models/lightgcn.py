@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import scipy.sparse as sp
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from graphrec.models.registry import get_model_entry, register_model
@@ -71,6 +72,8 @@ class LightGCN(nn.Module):
         nn.init.normal_(self.embedding.weight, std=init_std)
         self.adjacency: NormalizedAdjacency | None = None
         self.item_image_encoder: nn.Module | None = None  # attach_item_images(); None: pure LightGCN
+        #: sampled mode with train.optimizer=sparse_adam: layer-0 rows give sparse gradients (the batch's rows only)
+        self.sparse_gradients = False
 
     def attach_item_images(self, encoder: nn.Module) -> "LightGCN":
         """Add projected item-image features to every item's representation (see the class notes).
@@ -85,7 +88,7 @@ class LightGCN(nn.Module):
     def initial_representation(self, nodes: torch.Tensor) -> torch.Tensor:
         """Layer-0 rows of ``nodes`` (users ``0..U-1``, items ``U..``): what sampled mode propagates
         (:class:`~graphrec.models.interfaces.SubgraphRecommender`)."""
-        return self.embedding.weight[nodes]
+        return F.embedding(nodes, self.embedding.weight, sparse=self.sparse_gradients)
 
     @property
     def item_embedding_dim(self) -> int:

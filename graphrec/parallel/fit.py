@@ -23,6 +23,7 @@ from graphrec.parallel.comm import PeerFailure
 from graphrec.parallel.engine import ParallelConfig, PipelineEngine, comm_volume
 from graphrec.parallel.launch import init_distributed
 from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
+from graphrec.train.runlock import check_fresh_start
 from graphrec.train.strategy import TrainingStrategy
 
 #: metrics the engine computes across ranks (the only possible train.monitor values)
@@ -153,6 +154,8 @@ def fit_parallel(config, parallel: ParallelConfig, run_dir: str | Path, resume: 
         return PipelineStrategy(engine, task, checkpoint_every)
 
     if rank == 0 and not resume:
+        # before parallel.json: a refused run must leave the folder as it was
+        check_fresh_start(run_dir, run_dir / "parallel" / "last.json")
         folder = run_dir / "parallel"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "parallel.json").write_text(json.dumps({**vars(parallel), "world_size": world_size}, indent=1))

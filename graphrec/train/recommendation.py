@@ -42,6 +42,9 @@ class RecommendationTask(Task):
                 raise ValueError("the paper protocol evaluates on test, but the data has no test split")
             self.selection_split = "test"
             self.report_splits = ("test",)
+        if config.optimizer == "sparse_adam" and sampling.mode != "sampled":
+            raise ValueError("train.optimizer=sparse_adam needs sampling.mode=sampled: full-graph propagation gives "
+                             "every row a gradient at every step")
         self.graph = graph
         self.sampler = BPRSampler(graph.train, batch_size=config.batch_size,
                                   num_negatives=sampling.num_negatives,

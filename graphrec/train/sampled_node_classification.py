@@ -87,7 +87,7 @@ class SampledNodeClassificationTask(NodeClassificationTask):
         features = self.features(model)
         if features.layout != torch.strided:
             features = features.to_dense()
-        h = model.initial_representation(features[batch.n_id])
+        h = model.initial_representation(features[batch.n_id], batch.n_id)
         return self.propagation.last_layer(h, batch, int(model.num_hops))
 
     def training_loss(self, model: nn.Module, batch) -> torch.Tensor:

@@ -60,6 +60,7 @@ class SampledRecommendationTask(RecommendationTask):
                 f"(initial_representation, num_layers, reg_weight); {type(model).__name__} has none. UltraGCN has "
                 "no propagation to sample: train it with sampling.mode=full (its batches already touch only their "
                 "own rows)")
+        model.sparse_gradients = self.config.optimizer == "sparse_adam"
         layers = int(model.num_layers)
         fanouts = list(self.sampling.fanouts) or [-1] * layers
         if len(fanouts) != layers:

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
+from graphrec.train.checkpoint import load_checkpoint, load_model_state, save_checkpoint, task_sizes
 from graphrec.train.task import Task
 
 
@@ -137,7 +137,7 @@ class SingleProcess(TrainingStrategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         from graphrec.train.trainer import load_optimizer_state
 
-        self.model.load_state_dict(state["model_state"])
+        load_model_state(self.model, state, sizes=task_sizes(self.task))
         load_optimizer_state(self.optimizer, state["optimizer_state"])
 
     def model_state(self) -> dict[str, torch.Tensor]:

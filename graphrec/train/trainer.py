@@ -12,11 +12,12 @@ from typing import Any
 import numba
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from graphrec.config import TrainConfig
 from graphrec.models.interfaces import OwnParameterGroups
-from graphrec.train.checkpoint import load_checkpoint, save_checkpoint
+from graphrec.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from graphrec.train.progress import Progress
+from graphrec.train.runlock import RunFolderLock, check_fresh_start, check_resumable
 from graphrec.train.runlog import RunLog
 from graphrec.train.schedule import apply_lr
 from graphrec.train.strategy import SingleProcess, TrainingStrategy
@@ -54,7 +55,14 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
     if name == "sgd":
         return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}: use adam, adamw or sgd")
+    if name == "sparse_adam":
+        # Lazy Adam: only rows with a gradient this step move, so a step costs the batch's rows, not
+        # the whole table; the first step equals Adam's. Needs sparse gradients (sampled mode).
+        if config.weight_decay:
+            raise ValueError("train.optimizer=sparse_adam has no weight decay: set train.weight_decay=0 (LightGCN's "
+                             "L2 on the batch rows is model.reg_weight)")
+        return torch.optim.SparseAdam(params, lr=config.lr)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}: use adam, adamw, sgd or sparse_adam")
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
@@ -93,8 +101,15 @@ class Trainer:
     per evaluation), ``last.pt`` (everything needed to continue: model, optimizer, epoch,
     batch, early-stopping state, RNG), ``best.pt`` (the selected model), ``summary.json``
     and ``curves.png``. Checkpoints are written atomically; Ctrl-C or SIGTERM saves
-    ``last.pt`` and returns cleanly; a NaN loss raises before the step is applied and
-    leaves the last good checkpoint untouched.
+    ``last.pt``, writes the summary (status ``interrupted``, the best so far) and returns
+    cleanly; a NaN loss raises before the step is applied and leaves the last good
+    checkpoint untouched.
+
+    One writer per folder: ``fit`` holds ``run.lock`` (:mod:`graphrec.train.runlock`) while it
+    runs, refuses a fresh start in a folder that already holds a run, and :meth:`resume`
+    refuses a folder whose checkpoint is gone. ``verbose``: the start block, progress bars
+    (plain lines when stderr is not a terminal) and one line per evaluation
+    (:mod:`graphrec.train.progress`); False prints nothing.
 
     This is the only training loop: ``strategy`` (a :class:`~graphrec.train.strategy.TrainingStrategy`,
     default :class:`~graphrec.train.strategy.SingleProcess` over ``task`` and ``optimizer``) runs
@@ -104,7 +119,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, task: Task, config: TrainConfig, run_dir: str | Path | None = None,
                  run_config: dict | None = None, optimizer: torch.optim.Optimizer | None = None,
-                 strategy: TrainingStrategy | None = None):
+                 strategy: TrainingStrategy | None = None, verbose: bool = True):
         self.strategy = strategy or SingleProcess(model, task, optimizer or make_optimizer(model, config))
         self.model = model
         self.task = task
@@ -120,6 +135,10 @@ class Trainer:
         self.bad_evals = 0
         self.elapsed = 0.0
         self._stop_requested = False
+        self._resumed = False
+        self._eval_seconds: float | None = None  # the last evaluation's duration (the run's estimate)
+        self._folder_opened = False  # checked (fresh or resumed) by an earlier fit() of this Trainer
+        self.progress = Progress(verbose and self.strategy.is_writer)
         self.history: list[dict] = []
         self.monitor_history: list[float] = []  # every evaluated monitor value (window_mean stopping)
 
@@ -167,12 +186,15 @@ class Trainer:
         if path is not None:
             state = load_checkpoint(path)
         elif self.run_dir is not None:
+            check_resumable(self.run_dir, self.last_path)
             state = self.strategy.read_checkpoint(self.run_dir)
         else:
             raise ValueError("resume needs a run folder or a checkpoint path")
+        saved, own = (state.get("run_config") or {}).get("model"), self.run_config.get("model")
+        if saved and own and saved != own:
+            raise CheckpointError(f"checkpoint is for {saved}, not {own}: resume from a {own} checkpoint")
         self.load_state_dict(state)
-        if self.log is not None:
-            self.log.truncate_after(self.epoch)
+        self._resumed = True  # fit() drops the metrics rows after this epoch once it holds the lock
 
     def save(self, path: Path | None = None, final: bool = True) -> None:
         """Write the checkpoint (``path``, else the strategy's place in the run folder; ``final``:
@@ -184,11 +206,39 @@ class Trainer:
 
     # ----------------------------------------------------------------- loop
     def fit(self) -> dict[str, Any]:
-        """Train until ``epochs``, early stopping, a time limit or a stop request."""
-        config = self.config
-        if self.log is not None and self.epoch == 0 and self.step == 0:
+        """Train until ``epochs``, early stopping, a time limit or a stop request.
+
+        Raises :class:`~graphrec.train.runlock.RunFolderError` when another process writes the run
+        folder, or when this is a fresh start in a folder that already holds a run.
+        """
+        lock = RunFolderLock(self.run_dir) if self.log is not None else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            self._open_run_folder()
+            return self._fit()
+        finally:
+            self.progress.close()
+            if lock is not None:
+                lock.release()
+
+    def _open_run_folder(self) -> None:
+        """A fresh start gets an unused folder; a continued run drops the rows it will redo."""
+        if self.log is None or self._folder_opened:
+            return
+        if self._resumed or self.epoch or self.step:
+            self.log.truncate_after(self.epoch)
+        else:
+            check_fresh_start(self.run_dir, self.last_path)
             self.log.write_config(self.run_config)
+        self._folder_opened = True
+
+    def _fit(self) -> dict[str, Any]:
+        config = self.config
         status = "completed"
+        self.progress.start(self._start_facts() if self.progress.verbose else {}, config.epochs, self.epoch)
+        # the estimate follows the first whole epoch of this session
+        first_epoch, self._eval_seconds = self.epoch + (2 if self.step else 1), None
         with _StopOnSignals(self):
             while self.epoch < config.epochs:
                 status = self._run_epoch()
@@ -196,6 +246,8 @@ class Trainer:
                     break
                 if self._evaluation_due() and self._evaluate_and_select():
                     status = "early_stopped"
+                if self.epoch == first_epoch and status == "running" and self.epoch < config.epochs:
+                    self._print_estimate()
                 stop, time_up = self.strategy.any_rank(
                     self._stop_requested, bool(config.time_limit_s) and self.elapsed >= config.time_limit_s)
                 if status == "running":
@@ -205,9 +257,66 @@ class Trainer:
                 if status != "running":
                     break
         if status == "interrupted":
-            return {"status": status, "epoch": self.epoch, "step": self.step,
-                    "checkpoint": str(self.last_path) if self.last_path else None}
+            return self._interrupted()
         return self._finish(status)
+
+    def _start_facts(self) -> dict[str, Any]:
+        """The start block: what runs, on what, how long, where."""
+        config, described = self.config, self.task.describe()
+        name = self.run_config.get("model") or type(self.model).__name__
+        parameters = sum(p.numel() for p in self.model.parameters())
+        data = described.get("data") or {}
+        data_line = ", ".join(f"{key} {value:,}" if isinstance(value, int) else f"{key} {value}"
+                              for key, value in data.items() if key != "name")
+        split = self.task.selection_split
+        every = "every epoch" if config.eval_every == 1 else f"every {config.eval_every} epochs"
+        cadence = (f"{every} on {split}, monitor {config.monitor} "
+                   f"({config.monitor_mode}), " + (f"patience {config.patience}" if config.patience > 0
+                                                   else "no early stopping"))
+        facts = {
+            "model": f"{name} ({parameters:,} parameters)",
+            "data": f"{data.get('name', self.run_config.get('data', '?'))}: {data_line}" if data_line
+            else self.run_config.get("data", "?"),
+            "protocol": described.get("protocol", "?"),
+            "epochs": f"{config.epochs}, {_plural(self.strategy.num_batches(), 'batch', 'batches')} each"
+                      + (f" (time limit {config.time_limit_s:g} s)" if config.time_limit_s else ""),
+            "evaluation": cadence,
+            "device": config.device,
+            "threads": "torch {}, numba {}".format(*_thread_counts()),
+            "run folder": str(self.run_dir) if self.run_dir is not None else "none (nothing is written)",
+        }
+        if self.epoch or self.step:
+            facts["resuming"] = f"after epoch {self.epoch}" + (f", batch {self.step}" if self.step else "")
+        return facts
+
+    def _print_estimate(self) -> None:
+        config = self.config
+        row = next((r for r in reversed(self.history) if r.get("split") == "train"), {})
+        evals_left = sum(1 for e in range(self.epoch + 1, config.epochs + 1)
+                         if e % config.eval_every == 0 or e == config.epochs)
+        self.progress.estimate(row.get("seconds", 0.0), config.epochs - self.epoch, self._eval_seconds,
+                               evals_left, config.time_limit_s, self.elapsed)
+
+    def _interrupted(self) -> dict[str, Any]:
+        """The summary of a stopped run: where it stopped and the best so far (no final evaluation)."""
+        split = self.task.selection_split
+        summary = {
+            "status": "interrupted", "epoch": self.epoch, "step": self.step,
+            "checkpoint": str(self.last_path) if self.last_path else None,
+            "epochs_run": self.epoch, "best_epoch": self.best_epoch,
+            "monitor": f"{split}/{self.config.monitor}", "selected_on": split,
+            "results": {split: self.best_metrics} if self.best_epoch is not None else {},
+            "train_seconds": round(self.elapsed, 2), "run_config": self.run_config, **self.task.describe(),
+            **self.strategy.describe(), "hardware": _hardware(),
+        }
+        if self.log is not None:
+            self.log.write_summary(summary)
+            self.log.plot(self.config.monitor)
+        best = (f"; best {split} {self.config.monitor} {self.best_value:.4f} at epoch {self.best_epoch}"
+                if self.best_epoch is not None else "")
+        self.progress.write(f"interrupted after epoch {self.epoch}" + (f", batch {self.step}" if self.step else "")
+                            + best)
+        return summary
 
     def _run_epoch(self) -> str:
         strategy = self.strategy
@@ -215,13 +324,14 @@ class Trainer:
         lr = apply_lr(strategy.optimizer, self.config, self.epoch)
         total_loss, total_samples, batches = 0.0, 0, 0
         started = time.perf_counter()
-        progress = tqdm(total=strategy.num_batches(), initial=self.step, desc=f"epoch {self.epoch + 1}",
-                        leave=False, disable=None if strategy.is_writer else True, dynamic_ncols=True)
+        progress, num_batches = self.progress, strategy.num_batches()
+        progress.epoch_start(self.epoch + 1, num_batches, self.step)
         for batch in strategy.batches(self.epoch, start=self.step):
             value = strategy.train_step(batch)
             if not math.isfinite(value):
-                progress.close()
-                kept = f"the last good checkpoint ({self.last_path}) is kept" if self.last_path else "nothing was saved"
+                progress.epoch_abandoned()
+                kept = (f"the last good checkpoint ({self.last_path}) is kept"
+                        if self.last_path is not None and self.last_path.exists() else "no checkpoint was saved yet")
                 raise NonFiniteLossError(
                     f"training loss is {value} at epoch {self.epoch + 1}, batch {self.step + 1}; {kept}. "
                     "Lower train.lr, check the input data, or resume from the checkpoint with other settings.")
@@ -230,20 +340,19 @@ class Trainer:
             total_samples += samples
             batches += 1
             self.step += 1
-            progress.update(1)
-            if batches % 10 == 0 or batches == 1:
-                rate = total_samples / max(time.perf_counter() - started, 1e-9)
-                progress.set_postfix(loss=f"{total_loss / total_samples:.4f}", samples_s=f"{rate:,.0f}")
-            if strategy.stops_mid_epoch and self._stop_requested and self.step < strategy.num_batches():
-                progress.close()
+            rate = total_samples / max(time.perf_counter() - started, 1e-9)
+            progress.batch_done(self.epoch + 1, self.step, num_batches, total_loss / max(total_samples, 1), rate,
+                                refresh=batches % 10 == 0 or batches == 1)
+            if strategy.stops_mid_epoch and self._stop_requested and self.step < num_batches:
+                progress.epoch_abandoned()
                 self.elapsed += time.perf_counter() - started
                 self.save()
                 return "interrupted"
-        progress.close()
         seconds = time.perf_counter() - started
         self.elapsed += seconds
         self.epoch += 1
         self.step = 0
+        progress.epoch_end(self.epoch, total_loss / max(total_samples, 1), seconds)
         row = {"epoch": self.epoch, "split": "train", "loss": total_loss / max(total_samples, 1), "lr": lr,
                "seconds": round(seconds, 3), "samples_per_s": round(total_samples / max(seconds, 1e-9), 1),
                "elapsed_s": round(self.elapsed, 3)}
@@ -261,8 +370,9 @@ class Trainer:
         if config.monitor not in metrics:
             raise KeyError(f"monitor '{config.monitor}' is not among the metrics {sorted(metrics)}; "
                            "set train.monitor to one of them")
+        self._eval_seconds = time.perf_counter() - started
         row = {"epoch": self.epoch, "split": split, **metrics,
-               "eval_seconds": round(time.perf_counter() - started, 3), "elapsed_s": round(self.elapsed, 3)}
+               "eval_seconds": round(self._eval_seconds, 3), "elapsed_s": round(self.elapsed, 3)}
         self._record(row)
         value = metrics[config.monitor]
         window = self.monitor_history[-config.patience:] if config.patience > 0 else []
@@ -280,6 +390,7 @@ class Trainer:
             self.strategy.remember_best(saved)
         else:
             self.bad_evals += 1
+        self.progress.evaluation(self.epoch, split, config.monitor, value, self.best_value, self.best_epoch)
         if config.early_stopping == "window_mean":
             if not window or self.epoch <= config.epochs // 2:
                 return False
@@ -303,6 +414,9 @@ class Trainer:
             "train_seconds": round(self.elapsed, 2), "run_config": self.run_config, **self.task.describe(),
             **self.strategy.describe(), "hardware": _hardware(),
         }
+        for split, metrics in results.items():
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, (int, float)))
+            self.progress.write(f"{status}: {split} at epoch {self.best_epoch}  {shown}")
         if self.log is not None:
             for split, metrics in results.items():
                 if split != self.task.selection_split:
@@ -317,12 +431,26 @@ class Trainer:
             self.log.log(**row)
 
 
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count:,} {one if count == 1 else many}"
+
+
+def _thread_counts() -> tuple[int, int]:
+    """torch's and numba's thread counts. Asking numba starts its pool, which resets torch's count
+    to every core: the caller's torch setting is put back."""
+    torch_threads = torch.get_num_threads()
+    numba_threads = numba.get_num_threads()
+    torch.set_num_threads(torch_threads)
+    return torch_threads, numba_threads
+
+
 def _hardware() -> dict:
     import os
     import platform
 
+    torch_threads, numba_threads = _thread_counts()
     return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "numba_threads": numba.get_num_threads(),
+            "torch_threads": torch_threads, "numba_threads": numba_threads,
             "torch": torch.__version__,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
@@ -343,7 +471,8 @@ class _StopOnSignals:
     def _handle(self, signum, frame):
         if self.trainer._stop_requested:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
-        tqdm.write(f"{signal.Signals(signum).name}: saving a checkpoint after this batch (again to abort)")
+        self.trainer.progress.write(
+            f"{signal.Signals(signum).name}: saving a checkpoint after this batch (again to abort)")
         self.trainer.request_stop()
 
     def __exit__(self, *exc):
