@@ -12,6 +12,7 @@ import torch
 from graphrec import Recommender
 from graphrec.config import build_run_config
 from graphrec.data import split_by_time
+from graphrec.models import get_model_entry
 from graphrec.train.recommendation import RecommendationTask
 
 
@@ -185,3 +186,15 @@ def test_cli_fit_pop_on_a_tiny_dataset(tmp_path, capsys):
     assert printed["baseline"]["results"]["test"] == pytest.approx(printed["results"]["test"])
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["baseline"]["model"] == "pop" and (tmp_path / "run" / "best.pt").exists()
+
+
+def test_describing_a_task_evaluates_no_baseline_before_the_model_is_evaluated():
+    from graphrec.config import SamplingConfig, TrainConfig
+    from graphrec.data.interactions import InteractionGraph
+
+    graph = InteractionGraph.from_dataframe(FITTED, time="t", valid_fraction=0.34, test_fraction=0.0)
+    task = RecommendationTask(graph, TrainConfig(), SamplingConfig())
+    assert task.describe()["baseline"]["results"] == {}
+    model = task.build_model(get_model_entry("pop"), None)
+    metrics = task.evaluate(model, "valid")
+    assert task.describe()["baseline"]["results"] == {"valid": pytest.approx(metrics)}

@@ -102,7 +102,10 @@ class RecommendationTask(Task):
         return self._baseline[split]
 
     def describe(self) -> dict:
+        """Protocol and data, and ``baseline``: ``pop``'s metrics beside every split a model was
+        evaluated on so far (none before the first evaluation, so describing a task costs nothing)."""
+        evaluated = [split for split in self.report_splits if split in self._evaluators]
         return {"task": "recommendation", "protocol": self.protocol,
                 "protocol_description": PROTOCOLS[self.protocol], "data": self.graph.summary(),
                 "baseline": {"model": "pop", "results": {split: self.popularity_baseline(split)
-                                                         for split in self.report_splits}}}
+                                                         for split in evaluated}}}
