@@ -197,6 +197,7 @@ def check_run_dir(path: Path) -> None:
 def _fit(args) -> int:
     from graphrec.config import ConfigError, apply_resume_overrides, build_run_config, load_yaml, parse_overrides
     from graphrec import runs
+    from graphrec.train.runlock import check_resumable, run_files
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -204,6 +205,11 @@ def _fit(args) -> int:
         if not (run_dir / "config.yaml").is_file():
             raise ConfigError(f"{run_dir} is not a run folder (no config.yaml): pass the folder a `graphrec fit` "
                               "wrote, e.g. runs/lightgcn-gowalla-<date>")
+        resume = (run_dir / "last.pt").exists() or (run_dir / "parallel" / "last.json").exists()
+        if not resume:
+            if run_files(run_dir):   # files without their checkpoint: starting over would mix two runs
+                check_resumable(run_dir, run_dir / "last.pt")
+            print(f"no checkpoint in {run_dir} yet: starting that run from the beginning", file=sys.stderr)
         overrides = parse_overrides(args.overrides)
         overrides.update(flag_overrides(args))   # --nproc: the same run on another number of ranks
         config, changes = apply_resume_overrides(load_yaml(run_dir / "config.yaml"), args.config, overrides)
@@ -217,9 +223,6 @@ def _fit(args) -> int:
             log.write_config(config.to_dict())
         if args.data_dir:
             config.data_dir = args.data_dir
-        resume = (run_dir / "last.pt").exists() or (run_dir / "parallel" / "last.json").exists()
-        if not resume:
-            print(f"no last.pt in {run_dir}: starting that run from the beginning", file=sys.stderr)
     else:
         if not args.model or not args.data:
             raise ValueError("fit needs --model and --data (or --resume RUN_DIR); see `graphrec fit --help`")
@@ -265,6 +268,7 @@ def flag_overrides(args) -> dict:
 
 def _fit_many(args, config, run_dir) -> int:
     from graphrec import runs
+    from graphrec.train.runlock import check_resumable, run_files
 
     if args.resume:
         raise ValueError("--runs cannot be combined with --resume; resume one seed's folder instead")

@@ -149,7 +149,7 @@ CLI_CASES = [
     ("run-dir is a file", _run_dir_is_file, ["is a file", "--run-dir"], []),
     ("run-dir under a file", _run_dir_under_file, ["which is a file", "--run-dir"], []),
     ("unclosed YAML list", _bad_yaml, ["train.ks", "not a valid YAML value"], []),
-    ("non-finite loss", _huge_lr, ["training loss is", "Lower train.lr", "no checkpoint was written yet"], []),
+    ("non-finite loss", _huge_lr, ["training loss is", "Lower train.lr", "no checkpoint was saved yet"], []),
     ("recommend a node classifier", _node_classification_checkpoint,
      ["checkpoint", "is for gcn, a node-classification model", "recommend needs a recommender"], []),
     ("unknown user id", _unknown_user, ["999", "own user ids"], []),
