@@ -9,8 +9,9 @@ model's ``paper`` recipe, then (on data the paper did not use: a DataFrame given
 
     section defaults < paper recipe < new-data recipe < per-dataset recipe < --config file < --set
 
-The new-data recipes are chosen to be fast and to beat the popularity baseline (``pop``) on data of
-unknown shape; benchmarks/results/new_data_defaults.md has the evidence and its limits.
+The new-data recipes are the fast ones (the paper's are slow, and UltraGCN's sits at the popularity level
+for a long time); benchmarks/results/new_data_defaults.md has the evidence that they beat the popularity
+baseline (``pop``), where it does not show that yet (UltraGCN on small data), and its limits.
 
 Model hyper-parameter defaults are not here: they are the constructors' (``graphrec.models``).
 A user's own model gets a recipe with ``RECIPES["mymodel"] = Recipe(paper={...})``.
