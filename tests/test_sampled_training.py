@@ -338,3 +338,18 @@ def test_sparse_adam_is_refused_where_every_row_gets_a_gradient():
         _fit_recommender(graph, mode="sampled", optimizer="sparse_adam", weight_decay=1e-4)
     _, summary = _fit_recommender(graph, mode="sampled", optimizer="sparse_adam", fanouts=[2, 2])
     assert summary["status"] == "completed"
+
+
+def test_full_graph_training_of_a_large_graph_recommends_the_sampled_path(monkeypatch):
+    from graphrec.train import recommendation
+
+    graph = InteractionGraph.from_scipy(random_interactions(), seed=0)
+    monkeypatch.setattr(recommendation, "FULL_GRAPH_ADVICE_ABOVE", graph.train.nnz - 1)
+    with pytest.warns(UserWarning, match="train.optimizer=sparse_adam"):
+        _fit_recommender(graph)
+    monkeypatch.setattr(recommendation, "FULL_GRAPH_ADVICE_ABOVE", graph.train.nnz)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _fit_recommender(graph, mode="sampled")

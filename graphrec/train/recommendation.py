@@ -1,6 +1,7 @@
 """Top-k recommendation from implicit feedback, as a Trainer task."""
 from __future__ import annotations
 
+import warnings
 from typing import Iterator
 
 import torch
@@ -9,8 +10,12 @@ from torch import nn
 from graphrec.config import SamplingConfig, TrainConfig
 from graphrec.data.interactions import InteractionGraph
 from graphrec.metrics.ranking import RankingEvaluator
+from graphrec.models.interfaces import SubgraphRecommender
 from graphrec.sampling.bpr import BPRBatch, BPRSampler
 from graphrec.train.task import Task
+
+#: train interactions above which full-graph propagation training is advised against (docs/scaling.md)
+FULL_GRAPH_ADVICE_ABOVE = 4_000_000
 
 PROTOCOLS = {
     "validation": "select on a seeded per-user validation split carved out of train; "
@@ -57,6 +62,14 @@ class RecommendationTask(Task):
     def build_model(self, entry, model_config) -> nn.Module:
         model = entry.build(model_config, num_users=self.graph.num_users, num_items=self.graph.num_items)
         model.prepare(self.graph.train)
+        if (self.sampling.mode == "full" and isinstance(model, SubgraphRecommender)
+                and self.graph.train.nnz > FULL_GRAPH_ADVICE_ABOVE):
+            warnings.warn(
+                f"{self.graph.train.nnz:,} train interactions: a full-graph epoch propagates the whole graph at every "
+                "step, so it grows with the square of the data (docs/scaling.md: 16M interactions, ~25 h an epoch "
+                "on 2 cores). Sampled subgraphs with sparse updates grow far slower: --set sampling.mode=sampled "
+                "--set sampling.fanouts=[5,5,5] --set train.optimizer=sparse_adam --set train.weight_decay=0",
+                stacklevel=2)
         return model.to(self.device)
 
     def num_batches(self) -> int:
