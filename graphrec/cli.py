@@ -102,12 +102,20 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["valid", "test"])
     ev.add_argument("--data-dir")
 
-    rec = sub.add_parser("recommend", help="top-k items for a user from a checkpoint",
-                         description="Print a user's top-k items, excluding items the user already interacted with.")
+    rec = sub.add_parser("recommend", help="top-k items for a user (or every user) from a checkpoint",
+                         description="Print a user's top-k items, excluding items the user already interacted with; "
+                                     "--all writes every user's to a Parquet file (user, rank, item, score), streaming "
+                                     "in user batches whose memory --max-memory-mb bounds. Example: graphrec recommend "
+                                     "--checkpoint runs/<run>/best.pt --all --out recs.parquet -k 20")
     rec.add_argument("--checkpoint", required=True)
-    rec.add_argument("--user", required=True, action="append",
+    who = rec.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", action="append",
                      help="the user's id as the dataset writes it (its own id, not graphrec's internal index; for "
                           "the LightGCN-format files: the id in train.txt); repeatable")
+    who.add_argument("--all", action="store_true", help="every user, to the Parquet file --out")
+    rec.add_argument("--out", help="with --all: the Parquet file to write")
+    rec.add_argument("--max-memory-mb", type=float, default=512.0,
+                     help="with --all: memory bound of one user batch's scores and results (default 512)")
     rec.add_argument("-k", type=positive_int, default=10,
                      help="items per user (at most the number of items; default 10)")
     rec.add_argument("--data-dir")
@@ -309,7 +317,6 @@ def _recommend(args) -> int:
                          "recommend needs a recommender's checkpoint (see `graphrec models`); use `graphrec eval`")
     model, task, _ = runs.load_trained(state, args.data_dir)
     graph = task.graph
-    users = _user_indices(graph, args.user)
     k = args.k
     if k > graph.num_items:
         print(f"graphrec: warning: -k {k} is more than the {graph.num_items} items of {graph.name}: showing at "
@@ -317,6 +324,18 @@ def _recommend(args) -> int:
         k = graph.num_items
     users_emb, items_emb = model.embeddings()
     known = graph.known_interactions("train", "valid")
+    if args.all:
+        from graphrec.recommend_all import write_recommendations
+
+        if not args.out:
+            raise ValueError("recommend --all writes a Parquet file: pass --out recs.parquet")
+        report = write_recommendations(args.out, users_emb, items_emb, k, known, user_ids=graph.user_map,
+                                       item_ids=graph.item_map, max_memory_mb=args.max_memory_mb)
+        print(json.dumps({"out": str(report.path), "users": report.users, "rows": report.rows,
+                          "seconds": round(report.seconds, 3), "users_per_s": round(report.users_per_s, 1),
+                          "items_scored_per_s": round(report.items_per_s(graph.num_items))}))
+        return 0
+    users = _user_indices(graph, args.user)
     items, scores = top_k_items(users_emb, items_emb, k, known, users)
     for user, row_items, row_scores in zip(args.user, items, scores):
         found = row_items >= 0   # fewer unseen items than k: the short row ends there (strict JSON, no -inf)

@@ -193,6 +193,21 @@ class Recommender:
                 rows.append((user_id, rank, item_id, float(score)))
         return pd.DataFrame(rows, columns=["user", "rank", "item", "score"])
 
+    def recommend_all(self, path: str | Path, k: int = 10, exclude_seen: bool = True,
+                      max_memory_mb: float = 512.0, progress: bool = True):
+        """Every user's top-k items, in their own ids, streamed to the Parquet file ``path`` (columns user,
+        rank, item, score; :mod:`graphrec.recommend_all`), memory bounded by ``max_memory_mb``. Returns the
+        report (users, rows, seconds, throughput)."""
+        from graphrec.recommend_all import write_recommendations
+
+        self._check_fitted()
+        if self._embeddings is None:
+            self._embeddings = self.model.embeddings()
+        user_emb, item_emb = self._embeddings
+        return write_recommendations(path, user_emb, item_emb, k, self.seen if exclude_seen else None,
+                                     user_ids=self.user_map, item_ids=self.item_map, max_memory_mb=max_memory_mb,
+                                     progress=progress)
+
     # ----------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
         """Write a run checkpoint (``run_config``, ``model_state``) that also carries the fitted

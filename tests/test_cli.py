@@ -49,6 +49,23 @@ def test_eval_and_recommend_from_checkpoint(trained_run, data_root, capsys):
                  "--user", "99999999"]) == 2
 
 
+def test_recommend_all_users_to_parquet(trained_run, data_root, capsys, tmp_path):
+    import pyarrow.parquet as pq
+
+    common = ["recommend", "--checkpoint", str(trained_run / "best.pt"), "--data-dir", str(data_root), "-k", "5"]
+    capsys.readouterr()
+    assert main([*common, "--all", "--out", str(tmp_path / "recs.parquet"), "--max-memory-mb", "64"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    table = pq.read_table(tmp_path / "recs.parquet").to_pandas()
+    assert report["rows"] == len(table) == report["users"] * 5
+    assert main([*common, "--user", "0"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    first = table[table.user.astype(str) == "0"].sort_values("rank")
+    assert [str(item) for item in first["item"]] == [str(item) for item in line["items"]]
+    assert main([*common, "--all"]) == 2                      # --all needs --out
+    assert "--out" in capsys.readouterr().err
+
+
 def test_recommender_loads_a_cli_run_checkpoint(trained_run, data_root, capsys):
     from graphrec import Recommender
 

@@ -136,3 +136,17 @@ def test_files_saved_before_the_sampling_section_still_load(fitted, tmp_path):
     loaded = Recommender.load(path)
     assert loaded.sampling_config == fitted.sampling_config and loaded.train_config == fitted.train_config
     pd.testing.assert_frame_equal(loaded.recommend(["a1"], k=4), fitted.recommend(["a1"], k=4))
+
+
+def test_recommend_all_writes_every_users_recommend_rows(fitted, tmp_path):
+    import pyarrow.parquet as pq
+
+    report = fitted.recommend_all(tmp_path / "recs.parquet", k=5, progress=False)
+    table = pq.read_table(tmp_path / "recs.parquet").to_pandas()
+    assert report.users == len(fitted.user_map) and set(table.user) == set(fitted.user_map.ids)
+    for user in ("a0", "b3"):   # the same rows, ranks and scores as recommend() in the users' own ids
+        expected = fitted.recommend([user], k=5)
+        got = table[table.user == user].reset_index(drop=True)
+        assert got["item"].tolist() == expected["item"].tolist()
+        assert got["rank"].tolist() == expected["rank"].tolist()
+        np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-6)
