@@ -16,12 +16,7 @@ from graphrec.models import get_model_entry
 from graphrec.train.recommendation import RecommendationTask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # Per user, the latest row goes to validation (valid_fraction 0.34 of 3 rows = 1), the rest to train.
