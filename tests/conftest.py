@@ -80,3 +80,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def stop_at_batch():
+    """``arm(trainer, n)``: the trainer is asked to stop (as by Ctrl-C) when its ``n``-th training batch runs."""
+    def arm(trainer, number: int) -> None:
+        original, calls = trainer.task.training_loss, {"n": 0}
+
+        def loss_then_stop(model, batch):
+            calls["n"] += 1
+            if calls["n"] == number:
+                trainer.request_stop()
+            return original(model, batch)
+
+        trainer.task.training_loss = loss_then_stop
+
+    return arm

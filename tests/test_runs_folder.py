@@ -210,18 +210,9 @@ def test_a_long_epoch_prints_periodic_lines_without_a_terminal(capsys):
     assert "epoch 1/3  loss 0.4000  2.0 s/epoch  ETA " in err
 
 
-def test_verbose_false_prints_nothing(tmp_path, capsys):
+def test_verbose_false_prints_nothing(tmp_path, capsys, stop_at_batch):
     trainer = make_trainer(tmp_path, epochs=2, verbose=False)
-    original = trainer.task.training_loss
-    calls = {"n": 0}
-
-    def loss_then_stop(model, batch):
-        calls["n"] += 1
-        if calls["n"] == trainer.task.num_batches() + 1:
-            trainer.request_stop()
-        return original(model, batch)
-
-    trainer.task.training_loss = loss_then_stop
+    stop_at_batch(trainer, trainer.task.num_batches() + 1)
     trainer.fit()
     trainer.resume()
     trainer.fit()
@@ -229,17 +220,9 @@ def test_verbose_false_prints_nothing(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------- interrupted runs
-def test_an_interrupted_run_writes_its_summary_with_the_best_so_far(tmp_path):
+def test_an_interrupted_run_writes_its_summary_with_the_best_so_far(tmp_path, stop_at_batch):
     trainer = make_trainer(tmp_path, epochs=5, verbose=False)
-    original, calls = trainer.task.training_loss, {"n": 0}
-
-    def loss_then_stop(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 2 * trainer.task.num_batches() + 1:  # a batch into the third epoch
-            trainer.request_stop()
-        return original(model, batch)
-
-    trainer.task.training_loss = loss_then_stop
+    stop_at_batch(trainer, 2 * trainer.task.num_batches() + 1)  # a batch into the third epoch
     result = trainer.fit()
     assert (result["status"], result["epoch"], result["step"]) == ("interrupted", 2, 1)
     summary = json.loads((tmp_path / "summary.json").read_text())

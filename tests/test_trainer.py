@@ -47,23 +47,14 @@ def test_fit_writes_the_run_folder(tmp_path):
     assert len(test_rows) == 1 and test_rows[0]["final"] and test_rows[0]["epoch"] == best["epoch"]
 
 
-def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path):
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, stop_at_batch):
     reference = make_trainer(tmp_path / "a")
     reference.fit()
 
     interrupted = make_trainer(tmp_path / "b")
-    original_loss = interrupted.task.training_loss
-    calls = {"n": 0}
     per_epoch = interrupted.task.num_batches()
     assert per_epoch >= 3
-
-    def loss_then_stop(model, batch):
-        calls["n"] += 1
-        if calls["n"] == per_epoch + 2:  # second epoch, after its second batch
-            interrupted.request_stop()
-        return original_loss(model, batch)
-
-    interrupted.task.training_loss = loss_then_stop
+    stop_at_batch(interrupted, per_epoch + 2)  # second epoch, after its second batch
     result = interrupted.fit()
     assert result["status"] == "interrupted"
     state = load_checkpoint(tmp_path / "b" / "last.pt")
@@ -220,7 +211,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert state["epoch"] >= 1
 
 
-def test_lr_schedule_is_applied_per_epoch_logged_and_resumed_exactly(tmp_path):
+def test_lr_schedule_is_applied_per_epoch_logged_and_resumed_exactly(tmp_path, stop_at_batch):
     schedule = dict(lr_schedule="cosine", lr_min=0.001)
     reference = make_trainer(tmp_path / "a", **schedule)
     reference.fit()
@@ -234,15 +225,7 @@ def test_lr_schedule_is_applied_per_epoch_logged_and_resumed_exactly(tmp_path):
     assert not all(torch.equal(v, constant.model.state_dict()[k]) for k, v in reference.model.state_dict().items())
 
     interrupted = make_trainer(tmp_path / "b", **schedule)
-    original_loss, calls = interrupted.task.training_loss, {"n": 0}
-
-    def loss_then_stop(model, batch):
-        calls["n"] += 1
-        if calls["n"] == 2 * interrupted.task.num_batches() + 1:  # a batch into the third epoch
-            interrupted.request_stop()
-        return original_loss(model, batch)
-
-    interrupted.task.training_loss = loss_then_stop
+    stop_at_batch(interrupted, 2 * interrupted.task.num_batches() + 1)  # a batch into the third epoch
     assert interrupted.fit()["status"] == "interrupted"
     resumed = make_trainer(tmp_path / "b", **schedule)
     resumed.resume()
