@@ -76,6 +76,7 @@ class Recommender:
         self.seen: sp.csr_matrix | None = None
         self.graph: InteractionGraph | None = None
         self.history: list[dict] = []
+        self.summary: dict[str, Any] = {}
         self._embeddings = None
 
     # ----------------------------------------------------------------- fitting
@@ -215,7 +216,7 @@ class Recommender:
         self._check_fitted()
         config = RunConfig(model=self.model_name, data=self.graph.name, model_config=self.model_config,
                            train=self.train_config, sampling=self.sampling_config)
-        summary = getattr(self, "summary", None) or {}
+        summary = self.summary
         return save_checkpoint({
             "run_config": config.to_dict(), "model_state": self.model.state_dict(),
             "epoch": summary.get("best_epoch"),

@@ -134,7 +134,7 @@ def load_model_state(model: torch.nn.Module, state: dict[str, Any], model_name: 
 
 def task_sizes(task) -> dict[str, int]:
     """The counts that fix a model's shapes (users, items, nodes, features, classes), from ``task.describe()``."""
-    data = (task.describe() if hasattr(task, "describe") else {}).get("data") or {}
+    data = task.describe().get("data") or {}
     sizes = {key: int(data[key]) for key in ("users", "items", "nodes", "features", "classes")
              if isinstance(data.get(key), numbers.Integral)}   # heterogeneous graphs count per type: not a size here
     if "users" in sizes and "items" in sizes:   # one embedding table of users then items (LightGCN)
