@@ -7,6 +7,11 @@ epoch. graphrec's Trainer (``make_optimizer``) uses ``torch.optim.Adam(..., fuse
 this measures what that buys, both implementations in one run on the same tensors.
 
     python benchmarks/optimizer_step.py [--threads 1] [--steps 30]
+    python benchmarks/optimizer_step.py --sparse-rows 40000     # sparse_adam: torch's SparseAdam vs LazyAdam
+
+``--sparse-rows R``: the sampled-mode step instead (``train.optimizer=sparse_adam``): a sparse gradient on
+``R`` distinct random rows of the stacked Gowalla table, new rows every step; torch's ``SparseAdam``
+against graphrec's ``LazyAdam`` (same update), written to ``optimizer_step_sparse.json``.
 """
 from __future__ import annotations
 
@@ -36,12 +41,48 @@ def seconds_per_step(implementation: dict, steps: int) -> float:
     return (time.perf_counter() - started) / steps
 
 
+def seconds_per_sparse_step(optimizer_cls, rows: int, steps: int) -> float:
+    torch.manual_seed(0)
+    table = (sum(r for r, _ in TABLES.values()), 64)
+    param = torch.nn.Parameter(torch.randn(*table))
+    optimizer = optimizer_cls([param], lr=1e-3)
+    grads = [torch.sparse_coo_tensor(torch.randperm(table[0])[:rows][None], torch.randn(rows, table[1]), table)
+             for _ in range(steps + 3)]
+    elapsed = 0.0
+    for number, grad in enumerate(grads):
+        param.grad = grad
+        started = time.perf_counter()
+        optimizer.step()
+        if number >= 3:  # after the state is allocated
+            elapsed += time.perf_counter() - started
+    return elapsed / steps
+
+
+def sparse_main(args) -> None:
+    from graphrec.train.lazy_adam import LazyAdam
+
+    results = {name: {"seconds_per_step": seconds_per_sparse_step(cls, args.sparse_rows, args.steps)}
+               for name, cls in (("torch SparseAdam", torch.optim.SparseAdam), ("graphrec LazyAdam", LazyAdam))}
+    ours = results["graphrec LazyAdam"]["seconds_per_step"]
+    for row in results.values():
+        row["ratio_to_lazy_adam"] = round(row["seconds_per_step"] / ours, 2)
+    path = write_result("optimizer_step_sparse", {"rows_per_step": args.sparse_rows, "threads": args.threads,
+                                                  "steps": args.steps, "load_average": os.getloadavg()[0],
+                                                  "results": results})
+    print(json.dumps(results, indent=2))
+    print(f"written to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--sparse-rows", type=int, default=0, help="measure the sparse step instead (see above)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.sparse_rows:
+        sparse_main(args)
+        return
     contenders = {"default (foreach)": {}, "per-tensor loop": {"foreach": False}, "fused (graphrec Trainer)": {"fused": True}}
     results = {name: {"seconds_per_step": seconds_per_step(kwargs, args.steps)} for name, kwargs in contenders.items()}
     fused = results["fused (graphrec Trainer)"]["seconds_per_step"]

@@ -14,8 +14,12 @@ Phases (the settings are the papers' Gowalla settings):
   step: adjacency build, step time, projected epoch (steps x batches per epoch);
 - ``lightgcn_sampled``: the same model trained on sampled subgraphs (``sampling.mode=sampled``:
   ``LinkNeighborSampler`` with ``--fanouts``, ``LightGCN.subgraph_loss``), sampling and step time;
-- ``lightgcn_sampled_sparse``: the same with ``train.optimizer=sparse_adam`` (sparse gradients, lazy Adam:
+- ``lightgcn_sampled_sparse``: the same with ``train.optimizer=sparse_adam`` (sparse gradients, ``LazyAdam``:
   a step updates the batch's rows, not the whole table);
+- ``lightgcn_history``: the linear path, ``sampling.history_refreshes``: one sampled hop
+  (``--history-fanout``) propagated per step, layers 2..K of the batch's nodes read from a table that a
+  full-graph propagation (no autograd) refreshes ``--history-refreshes`` times per epoch, lazy Adam;
+  epoch = steps x batches + refreshes x the refresh (normalised adjacency built once, timed apart);
 - ``pyg_csr``: PyG's LightGCN over a precomputed normalised torch CSR (benchmarks/lightgcn_epoch.py's
   ``pyg-csr``), at every size until it breaks a limit (or up to ``--pyg-max-interactions``);
 - ``ultragcn``: UltraGCN with shared negatives (batch 512, 1500 negatives), item-item build time
@@ -32,6 +36,11 @@ sizes). Writes ``--out`` (default benchmarks/results/scaling.json) and the plot 
 
     python benchmarks/scaling.py --sizes 1e6 4e6 16e6 64e6 --anchors gowalla yelp2018
     python benchmarks/scaling.py --quick --sizes 2e5 --out /tmp/scaling.json     # a smoke run
+    python benchmarks/scaling.py --merge full.json sampled.json --out benchmarks/results/scaling.json
+
+``--merge`` joins runs made apart (e.g. the slow full-graph phases and the sampled ones) into one
+record: the sizes' phases side by side (a later file wins for a phase both measured), each phase
+tagged with the index of the run in ``runs`` (its command, date, commit and load), curves refitted.
 """
 from __future__ import annotations
 
@@ -55,8 +64,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import RESULTS, git_commit, hardware  # noqa: E402
 
-PHASES = ("generate", "bpr_sampler", "lightgcn_full", "lightgcn_sampled", "lightgcn_sampled_sparse", "pyg_csr",
-          "ultragcn", "evaluation", "recommend_all")
+PHASES = ("generate", "bpr_sampler", "lightgcn_full", "lightgcn_sampled", "lightgcn_sampled_sparse",
+          "lightgcn_history", "pyg_csr", "ultragcn", "evaluation", "recommend_all")
 #: curve name -> (phase, field, unit): what the plot and the exponent fit read.
 CURVES = {
     "generate": ("generate", "seconds", "s"),
@@ -64,6 +73,8 @@ CURVES = {
     "LightGCN full-graph epoch": ("lightgcn_full", "epoch_s", "s"),
     "LightGCN sampled epoch": ("lightgcn_sampled", "epoch_s", "s"),
     "LightGCN sampled epoch, sparse Adam": ("lightgcn_sampled_sparse", "epoch_s", "s"),
+    "LightGCN historical layers epoch": ("lightgcn_history", "epoch_s", "s"),
+    "LightGCN history refresh": ("lightgcn_history", "refresh_s", "s"),
     "PyG CSR LightGCN epoch": ("pyg_csr", "epoch_s", "s"),
     "UltraGCN epoch (shared negatives)": ("ultragcn", "epoch_s", "s"),
     "UltraGCN item-item build": ("ultragcn", "item_item_build_s", "s"),
@@ -94,6 +105,10 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--fanouts", type=int, nargs="+", default=[5, 5, 5],
                         help="sampled mode's fan-out per layer (results/sampled_lightgcn_gowalla.md's setting)")
+    parser.add_argument("--history-fanout", type=int, default=10,
+                        help="lightgcn_history: neighbours of the one sampled hop")
+    parser.add_argument("--history-refreshes", type=int, default=4,
+                        help="lightgcn_history: full-graph refreshes of the historical layers per epoch")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10, help="timed steps at most per training phase")
     parser.add_argument("--step-budget-s", type=float, default=120.0,
@@ -106,6 +121,8 @@ def parse_args(argv=None):
                         help="skip PyG above this size (default: none; the limits decide where it fits)")
     parser.add_argument("--cache-dir", default=None,
                         help="where graphs are cached between phases (default: a temp dir)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                        help="join these result files into --out instead of measuring")
     parser.add_argument("--out", default=str(RESULTS / "scaling.json"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -143,6 +160,8 @@ def floors(users: int, items: int, train: int, test: int, args) -> dict[str, dic
         "lightgcn_full": {**trained, "adjacency": adjacency},
         "lightgcn_sampled": {**trained, "sampler_csr": 2 * train * 4 + (nodes + 1) * 8},
         "lightgcn_sampled_sparse": {**trained, "sampler_csr": 2 * train * 4 + (nodes + 1) * 8},
+        "lightgcn_history": {"embeddings": embeddings, "lazy_adam": 2 * embeddings, "history_table": embeddings,
+                             "adjacency": adjacency, "sampler_csr": 2 * train * 4 + (nodes + 1) * 8},
         "pyg_csr": {**trained, "adjacency_torch_csr": 2 * train * 12 + (nodes + 1) * 8},
         "ultragcn": {**trained, "item_item_topk": items * 10 * 12, "train_csr": train_csr},
         "evaluation": {"embeddings": embeddings, "exclude_and_targets": both_csr, "score_block": eval_block},
@@ -284,6 +303,7 @@ def phase_lightgcn_sampled(graph, args, record, sparse: bool = False):
     from graphrec.models import LightGCN
     from graphrec.nn import SubgraphPropagation
     from graphrec.sampling import LinkNeighborSampler
+    from graphrec.train.lazy_adam import LazyAdam
 
     started = time.perf_counter()
     sampler = LinkNeighborSampler(graph.train, list(args.fanouts), batch_size=args.batch_size, num_negatives=1,
@@ -295,13 +315,45 @@ def phase_lightgcn_sampled(graph, args, record, sparse: bool = False):
     torch.manual_seed(0)
     model = LightGCN(graph.num_users, graph.num_items, embedding_dim=args.dim, num_layers=args.layers)
     model.sparse_gradients = sparse
-    optimizer = (torch.optim.SparseAdam if sparse else torch.optim.Adam)(model.parameters(), lr=1e-3)
+    optimizer = (LazyAdam if sparse else torch.optim.Adam)(model.parameters(), lr=1e-3)
     step = training_step(model, optimizer, lambda batch: model.subgraph_loss(batch, propagation))
     time_steps(step, sampler.loader(0), args, record, sample_apart=True)
 
 
 def phase_lightgcn_sampled_sparse(graph, args, record):
     phase_lightgcn_sampled(graph, args, record, sparse=True)
+
+
+def phase_lightgcn_history(graph, args, record):
+    from graphrec.models import LightGCN
+    from graphrec.nn import SubgraphPropagation
+    from graphrec.sampling import LinkNeighborSampler
+    from graphrec.train.lazy_adam import LazyAdam
+
+    started = time.perf_counter()
+    sampler = LinkNeighborSampler(graph.train, [args.history_fanout], batch_size=args.batch_size, num_negatives=1,
+                                  seed=0)
+    degree = np.diff(sampler.neighbors.relations[("node", "to", "node")].indptr)
+    propagation = SubgraphPropagation(degree, self_loops=False)
+    record.update(sampler_build_s=time.perf_counter() - started, batches_per_epoch=len(sampler),
+                  fanouts=[args.history_fanout], refreshes_per_epoch=args.history_refreshes)
+    torch.manual_seed(0)
+    model = LightGCN(graph.num_users, graph.num_items, embedding_dim=args.dim, num_layers=args.layers)
+    model.sparse_gradients = True
+    started = time.perf_counter()
+    model.prepare(graph.train)
+    record.update(adjacency_build_s=time.perf_counter() - started)
+    started = time.perf_counter()
+    history = model.deep_layer_sum(2)
+    record.update(refresh_s=time.perf_counter() - started)
+    optimizer = LazyAdam(model.parameters(), lr=1e-3)
+
+    def loss_of(batch):
+        return model.subgraph_loss(batch, propagation, history[batch.n_id[: int(batch.batch_size)]])
+
+    time_steps(training_step(model, optimizer, loss_of), sampler.loader(0), args, record, sample_apart=True)
+    record.update(steps_epoch_s=record["epoch_s"],
+                  epoch_s=record["epoch_s"] + args.history_refreshes * record["refresh_s"])
 
 
 def phase_pyg_csr(graph, args, record):
@@ -508,7 +560,8 @@ def curves(sizes: list[dict]) -> dict:
                      if s["kind"] == "synthetic"]
         synthetic = [(x, y) for x, y in synthetic if y is not None]
         anchors = {s["name"]: [s["interactions"], s["phases"].get(phase, {}).get(field)] for s in sizes
-                   if s["kind"] == "anchor" and s["phases"].get(phase, {}).get(field) is not None}
+                   if s["kind"] == "anchor" and s.get("interactions")  # None: the anchor failed to load
+                   and s["phases"].get(phase, {}).get(field) is not None}
         if not synthetic and not anchors:
             continue
         out[name] = {"phase": phase, "field": field, "unit": unit,
@@ -524,17 +577,22 @@ def plot(curve_table: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (times, memory) = plt.subplots(1, 2, figsize=(15, 6))
-    for name, curve in curve_table.items():
+    colours = plt.get_cmap("tab20")  # more curves than the default cycle's 10 colours
+    for number, (name, curve) in enumerate(curve_table.items()):
         axis = memory if curve["unit"] == "MB" else times
         exponent = curve["exponent"]
         label = f"{name} (slope {exponent:.2f})" if exponent is not None else name
         line = None
         if curve["values"]:
-            (line,) = axis.plot(curve["interactions"], curve["values"], marker="o", label=label)
+            (line,) = axis.plot(curve["interactions"], curve["values"], marker="o", label=label,
+                                color=colours(number % 20), linestyle="-" if number < 20 else "--")
         for anchor, (x, y) in curve["anchors"].items():
             axis.scatter([x], [y], marker="*", s=120, color=line.get_color() if line else None,
                          label=None if line else f"{name} ({anchor})")
             axis.annotate(anchor, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    xs = sorted({x for curve in curve_table.values() for x in curve["interactions"]})
+    if len(xs) > 1:  # a slope-1 guide through the smallest size, so "linear" can be read off the plot
+        times.plot([xs[0], xs[-1]], [1.0, xs[-1] / xs[0]], color="grey", linestyle=":", label="slope 1 (guide)")
     for axis, ylabel in ((times, "seconds"), (memory, "peak RSS (MB)")):
         axis.set_xscale("log")
         axis.set_yscale("log")
@@ -549,8 +607,45 @@ def plot(curve_table: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def merge_records(paths: list[str]) -> dict:
+    """One record from several runs: phases joined per size (later files win), curves refitted."""
+    runs, sizes = [], {}
+    for index, path in enumerate(paths):
+        record = json.loads(Path(path).read_text())
+        runs.append({key: record.get(key) for key in ("command", "date", "commit", "hardware", "load_average",
+                                                      "wall_s", "settings", "model_settings")})
+        for size in record["sizes"]:
+            entry = sizes.setdefault(size["name"], {**size, "phases": {}})
+            for key in ("users", "items", "train", "test", "interactions", "floors"):
+                if size.get(key) is not None:
+                    entry[key] = size[key]
+            for phase, measured in size["phases"].items():
+                if phase == "generate" and entry["phases"].get("generate", {}).get("status") == "ok":
+                    continue  # one graph per size: the first run that built it
+                entry["phases"][phase] = {**measured, "run": index}
+            if size.get("broke_first"):
+                entry["broke_first"] = size["broke_first"]
+    ordered = sorted(sizes.values(), key=lambda s: (s["kind"] != "synthetic", s.get("interactions") or 0))
+    first = json.loads(Path(paths[0]).read_text())
+    return {"benchmark": "scaling", "command": "python benchmarks/scaling.py --merge " + " ".join(paths),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "runs": runs, "floors_doc": first.get("floors_doc"),
+            "sizes": ordered, "curves": curves(ordered)}
+
+
+def write_record(record: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
+    plot(record["curves"], out.with_suffix(".png"))
+    print(f"written {out} and {out.with_suffix('.png')}")
+    for name, curve in record["curves"].items():
+        print(f"  {name}: exponent {curve['exponent']}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        write_record(merge_records(args.merge), Path(args.out))
+        return 0
     specs = [{"kind": "synthetic", "name": f"synthetic-{int(n)}", "interactions": int(n)} for n in args.sizes]
     specs += [{"kind": "anchor", "name": name, "interactions": None} for name in args.anchors]
     import_phase_modules()
@@ -599,7 +694,6 @@ def main(argv=None) -> int:
             shutil.rmtree(cache_root, ignore_errors=True)
     curve_table = curves(sizes)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "benchmark": "scaling", "command": "python " + " ".join(sys.argv),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "commit": git_commit(),
@@ -616,11 +710,7 @@ def main(argv=None) -> int:
         "floors_doc": floors.__doc__.strip(),
         "sizes": sizes, "curves": curve_table,
     }
-    out.write_text(json.dumps(record, indent=2, default=_json_default) + "\n")
-    plot(curve_table, out.with_suffix(".png"))
-    print(f"written {out} and {out.with_suffix('.png')}")
-    for name, curve in curve_table.items():
-        print(f"  {name}: exponent {curve['exponent']}")
+    write_record(record, out)
     return 0
 
 

@@ -17,6 +17,7 @@ examples:
   graphrec fit --model lightgcn --data gowalla --set train.batch_size=8192 --set train.lr=0.005
   graphrec fit --resume runs/lightgcn-gowalla-20261123-101500   # continue exactly where it stopped
   graphrec fit --model lightgcn --data gowalla --set sampling.mode=sampled --set "sampling.fanouts=[5,5,5]"
+  graphrec fit --model lightgcn --data yelp2018 --config examples/configs/lightgcn-large-graph.yaml   # linear epochs
   graphrec fit --model lightgcn --data gowalla --node-encoder convnext_atto --images item_images/
   graphrec fit --model latte --data acm --split 20 && graphrec explain --checkpoint runs/<run>/best.pt --plot betas.png
   graphrec fit --model gcnii --data cora --nproc 2 --parallel pipe --chunks 4 --set model.num_layers=16

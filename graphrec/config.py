@@ -131,6 +131,10 @@ class SamplingConfig:
     subgraph_normalization: str = "unbiased"
     #: mode "sampled": threads sampling whole batches ahead (same batches for any count)
     sampler_workers: int = 0
+    #: mode "sampled", recommendation: with fewer fan-outs than layers, the layers past the sampled
+    #: hops come from a full-graph propagation (no autograd) repeated this many times per epoch:
+    #: historical layers, epoch time linear in the data (docs/scaling.md). 0: every layer sampled
+    history_refreshes: int = 0
     #: recommendation: a triple's user is drawn "uniform" over users or by "interaction" (every
     #: train interaction once per epoch)
     user_sampling: str = "uniform"
@@ -152,6 +156,11 @@ class SamplingConfig:
             raise ValueError(f"user_sampling must be 'uniform' or 'interaction', got {self.user_sampling!r}")
         if self.num_negatives < 1 or self.sampler_workers < 0:
             raise ValueError("num_negatives must be >= 1 and sampler_workers >= 0")
+        if self.history_refreshes < 0:
+            raise ValueError(f"history_refreshes must be >= 0 (0: off), got {self.history_refreshes}")
+        if self.history_refreshes and self.mode != "sampled":
+            raise ValueError("sampling.history_refreshes needs sampling.mode=sampled (with fewer fan-outs than "
+                             "layers, e.g. sampling.fanouts=[10])")
 
 
 #: ``parallel.mode``: "none" (one process), "ddp" (data-parallel recommenders) or a

@@ -36,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from graphrec.data.idmap import IdMap
-from graphrec.metrics.ranking import top_k_items
+from graphrec.metrics.ranking import item_tiles, top_k_items
 
 #: Bytes one recommendation takes on its way out: top_k_items' int64 item + float32 score, then the
 #: Arrow columns (user and item ids up to 8 bytes, int32 rank, float32 score).
@@ -111,12 +111,13 @@ def write_recommendations(
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
     started = time.perf_counter()
+    tiles = item_tiles(item_emb) if user_emb.device.type == "cpu" else None  # once, not per batch
     with pq.ParquetWriter(path, schema, compression=compression) as writer, \
             tqdm(total=users.shape[0], unit=" users", unit_scale=True, disable=not progress,
                  desc="recommend") as bar:
         for start in range(0, users.shape[0], batch):
             rows_of_batch = users[start: start + batch]
-            top_items, top_scores = top_k_items(user_emb, item_emb, k, exclude, rows_of_batch,
+            top_items, top_scores = top_k_items(user_emb, item_emb, k, exclude, rows_of_batch, tiles=tiles,
                                                 chunk_size=min(batch, 256))
             table = _long_table(rows_of_batch, top_items, top_scores, user_ids, item_ids, schema)
             if table.num_rows:

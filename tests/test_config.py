@@ -213,6 +213,9 @@ def test_shipped_recipe_files_load():
     sampled = build_run_config("lightgcn", "gowalla", config_file=str(recipe.with_name("lightgcn-gowalla-sampled.yaml")))
     assert (sampled.sampling.mode, sampled.sampling.fanouts) == ("sampled", (5, 5, 5))
     assert sampled.train == build_run_config("lightgcn", "gowalla").train
+    large = build_run_config("lightgcn", "gowalla", config_file=str(recipe.with_name("lightgcn-large-graph.yaml")))
+    assert (large.sampling.mode, large.sampling.fanouts, large.sampling.history_refreshes) == ("sampled", (10,), 4)
+    assert (large.train.optimizer, large.train.weight_decay) == ("sparse_adam", 0.0)
     pipe = build_run_config("gcnii", "cora", config_file=str(recipe.with_name("gcnii-cora-pipe.yaml")))
     assert (pipe.parallel.mode, pipe.parallel.nproc, pipe.parallel.chunks, pipe.parallel.warmup_epochs) == ("pipe", 2, 4, 10)
     assert (pipe.model_config.num_layers, pipe.train.epochs, pipe.train.eval_every) == (16, 200, 5)

@@ -135,3 +135,30 @@ def test_progress_bar_counts_users_per_second(case, tmp_path, capsys):
     write_recommendations(tmp_path / "p.parquet", user_emb, item_emb, k=5, exclude=seen, progress=True)
     err = capsys.readouterr().err
     assert "100%" in err and "users/s" in err
+
+
+def test_throughput_benchmark_runs_and_projects(tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import recommend_all_throughput
+
+    record = recommend_all_throughput.main(["--users", "300", "--items", "500", "--measure-users", "100",
+                                            "--seen", "5", "--out", str(tmp_path / "r.json")])
+    assert record["rows_written"] == 100 * 20 and record["items_per_s"] > 0 and record["matmul_items_per_s"] > 0
+    assert record["all_users_projected_s"] == pytest.approx(record["seconds"] * 3, rel=0.02, abs=0.05)
+    seen = recommend_all_throughput.seen_items(50, 40, 6)
+    assert seen.shape == (50, 40) and np.all(np.diff(seen.indptr) <= 6) and seen.max() == 1
+
+
+def test_prebuilt_item_tiles_give_the_same_top_k(case):
+    from graphrec.metrics.ranking import item_tiles
+
+    user_emb, item_emb, seen = case
+    users = np.arange(0, 37, 3)
+    expected = top_k_items(user_emb, item_emb, 6, seen, users, chunk_size=4, item_tile=5)
+    tiles = item_tiles(item_emb, 5)
+    assert [offset for offset, _ in tiles] == [0, 5, 10, 15, 20] and tiles[-1][1].shape == (item_emb.shape[1], 3)
+    got = top_k_items(user_emb, item_emb, 6, seen, users, chunk_size=4, tiles=tiles)
+    assert np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])

@@ -131,7 +131,10 @@ def test_files_saved_before_the_sampling_section_still_load(fitted, tmp_path):
     path = fitted.save(tmp_path / "rec.pt")
     state = torch.load(path, weights_only=True)
     run_config = state["run_config"]
-    run_config["train"].update(run_config.pop("sampling"))   # the older layout: one train section
+    from graphrec.config import MOVED_KEYS
+
+    sampling = run_config.pop("sampling")   # the older layout: its keys (those that existed then) under train
+    run_config["train"].update({k: v for k, v in sampling.items() if f"train.{k}" in MOVED_KEYS})
     torch.save(state, path)
     loaded = Recommender.load(path)
     assert loaded.sampling_config == fitted.sampling_config and loaded.train_config == fitted.train_config

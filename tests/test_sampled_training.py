@@ -24,6 +24,7 @@ from graphrec.sampling import LinkNeighborSampler
 from graphrec.sampling.neighbor import NeighborSampler
 from graphrec.train.node_classification import NodeClassificationTask
 from graphrec.train.sampled_node_classification import SampledNodeClassificationTask
+from graphrec.train.checkpoint import load_checkpoint
 from graphrec.train.sampled_recommendation import SampledRecommendationTask
 
 
@@ -340,16 +341,130 @@ def test_sparse_adam_is_refused_where_every_row_gets_a_gradient():
     assert summary["status"] == "completed"
 
 
-def test_full_graph_training_of_a_large_graph_recommends_the_sampled_path(monkeypatch):
+def test_training_a_large_graph_recommends_the_linear_path(monkeypatch):
+    import warnings
+
     from graphrec.train import recommendation
 
     graph = InteractionGraph.from_scipy(random_interactions(), seed=0)
     monkeypatch.setattr(recommendation, "FULL_GRAPH_ADVICE_ABOVE", graph.train.nnz - 1)
-    with pytest.warns(UserWarning, match="train.optimizer=sparse_adam"):
+    with pytest.warns(UserWarning, match="square of the data.*sampling.history_refreshes=4"):
         _fit_recommender(graph)
-    monkeypatch.setattr(recommendation, "FULL_GRAPH_ADVICE_ABOVE", graph.train.nnz)
-    import warnings
-
+    with pytest.warns(UserWarning, match="stops overlapping.*sampling.history_refreshes=4"):
+        _fit_recommender(graph, mode="sampled")
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        _fit_recommender(graph, mode="sampled")
+        _fit_recommender(graph, mode="sampled", fanouts=[5], history_refreshes=2)
+        monkeypatch.setattr(recommendation, "FULL_GRAPH_ADVICE_ABOVE", graph.train.nnz)
+        _fit_recommender(graph)
+
+
+# ----------------------------------------------------------------- historical layers (sampling.history_refreshes)
+def test_historical_layers_with_every_neighbour_give_the_full_graph_forward():
+    """Right after a refresh, one sampled hop with every neighbour plus the historical layers 2..K
+    is the full-graph forward; the gradient is the full-graph one without the paths through layers 2..K."""
+    train = random_interactions()
+    torch.manual_seed(0)
+    model = LightGCN(*train.shape, embedding_dim=8, num_layers=3)
+    model.prepare(train)
+    sampler, batch = link_batch(train, [-1])
+    propagation = propagation_for(sampler)
+    deep = model.deep_layer_sum(2)
+    seeds = batch.n_id[: batch.batch_size]
+    users, items = model()
+    full = torch.cat([users, items])
+    torch.testing.assert_close(propagation.layer_mean(model.initial_representation(batch.n_id), batch, 3, deep[seeds]),
+                               full[seeds], rtol=1e-5, atol=1e-6)
+
+    model.zero_grad()
+    model.subgraph_loss(batch, propagation, deep[seeds]).backward()
+    ours = model.embedding.weight.grad.clone()
+    # Reference: the dense loss in which layers 2..3 are constants.
+    weight = model.embedding.weight
+    dense = _dense_normalized(train)
+    layer1 = dense @ weight
+    final = (weight + layer1 + deep) / 4
+    triples = next(iter(sampler.triples.loader(epoch=0)))
+    u, i, j = triples.users, triples.pos_items + train.shape[0], triples.neg_items.reshape(-1) + train.shape[0]
+    from graphrec.nn import bpr_loss
+    model.zero_grad()
+    bpr_loss(final[u], final[i], final[j], weight[torch.cat([u, i, j])], model.reg_weight).backward()
+    torch.testing.assert_close(ours, model.embedding.weight.grad, rtol=1e-4, atol=1e-6)
+
+
+def _dense_normalized(train):
+    """``D^-1/2 A D^-1/2`` of the bipartite graph, dense (users then items)."""
+    u, i = train.shape
+    a = np.zeros((u + i, u + i), dtype=np.float32)
+    a[:u, u:] = train.toarray()
+    a[u:, :u] = train.toarray().T
+    d = a.sum(1)
+    inv = np.where(d > 0, d ** -0.5, 0)
+    return torch.as_tensor(inv[:, None] * a * inv[None, :])
+
+
+def test_deep_layer_sum_is_the_sum_of_full_graph_layers():
+    train = random_interactions()
+    torch.manual_seed(1)
+    model = LightGCN(*train.shape, embedding_dim=4, num_layers=3)
+    model.prepare(train)
+    a, x = _dense_normalized(train), model.embedding.weight.detach()
+    torch.testing.assert_close(model.deep_layer_sum(2), a @ a @ x + a @ a @ a @ x, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model.deep_layer_sum(3), a @ a @ a @ x, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="first_layer"):
+        model.deep_layer_sum(0)
+
+
+def test_history_is_refreshed_the_configured_times_per_epoch():
+    graph = InteractionGraph.from_scipy(random_interactions(num_users=25, num_items=30, density=0.2, seed=4), seed=0)
+    config = TrainConfig(batch_size=8, epochs=1)
+    task = SampledRecommendationTask(graph, config, SamplingConfig(mode="sampled", fanouts=(3,), history_refreshes=2))
+    entry = get_model_entry("lightgcn")
+    model = task.build_model(entry, entry.config_cls(embedding_dim=4, num_layers=3))
+    refreshes = []
+    original = model.deep_layer_sum
+    model.deep_layer_sum = lambda first: refreshes.append(first) or original(first)
+    batches = list(task.train_batches(0))
+    refreshes.clear()
+    for batch in task.train_batches(0):
+        task.training_loss(model, batch)
+    assert task.history_interval() == -(-len(batches) // 2) and len(batches) >= 3
+    assert refreshes == [2, 2]  # layers 2..3 from history, at batch 0 and half-way
+    assert task.describe()["history_refreshes_per_epoch"] == 2
+
+
+def test_history_configuration_errors():
+    graph = InteractionGraph.from_scipy(random_interactions(), seed=0)
+    with pytest.raises(ValueError, match="fewer fan-outs"):
+        _fit_recommender(graph, mode="sampled", fanouts=[5, 5], history_refreshes=1)
+    with pytest.raises(ValueError, match="needs sampling.mode=sampled"):
+        SamplingConfig(history_refreshes=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        SamplingConfig(mode="sampled", history_refreshes=-1)
+
+
+def _history_trainer(run_dir, graph):
+    from graphrec.train.trainer import Trainer
+
+    config = TrainConfig(batch_size=8, epochs=2, eval_every=1, seed=3, optimizer="sparse_adam", weight_decay=0.0)
+    task = SampledRecommendationTask(graph, config, SamplingConfig(mode="sampled", fanouts=(3,), history_refreshes=2))
+    torch.manual_seed(0)
+    entry = get_model_entry("lightgcn")
+    model = task.build_model(entry, entry.config_cls(embedding_dim=8, num_layers=3))
+    return Trainer(model, task, config, run_dir=run_dir, verbose=False)
+
+
+def test_history_training_resumes_exactly_between_refreshes(tmp_path, stop_at_batch):
+    graph = InteractionGraph.from_scipy(random_interactions(num_users=25, num_items=30, density=0.2, seed=4), seed=0)
+    reference = _history_trainer(tmp_path / "a", graph)
+    reference.fit()
+    interrupted = _history_trainer(tmp_path / "b", graph)
+    per_epoch, every = interrupted.task.num_batches(), interrupted.task.history_interval()
+    assert every >= 2  # the stop below falls between two refreshes
+    stop_at_batch(interrupted, per_epoch + 2)
+    assert interrupted.fit()["status"] == "interrupted"
+    assert "history" in load_checkpoint(tmp_path / "b" / "last.pt")["task_state"]
+    resumed = _history_trainer(tmp_path / "b", graph)
+    resumed.resume()
+    resumed.fit()
+    torch.testing.assert_close(resumed.model.embedding.weight, reference.model.embedding.weight, rtol=0, atol=0)

@@ -28,6 +28,9 @@ def test_quick_mode_measures_every_phase(tmp_path):
     for phase in ("lightgcn_full", "lightgcn_sampled", "pyg_csr", "ultragcn"):
         assert phases[phase]["epoch_s"] == pytest.approx(phases[phase]["step_s"] * phases[phase]["batches_per_epoch"])
     assert phases["lightgcn_sampled"]["sample_s"] > 0 and phases["ultragcn"]["item_item_build_s"] > 0
+    history = phases["lightgcn_history"]
+    assert history["epoch_s"] == pytest.approx(history["steps_epoch_s"] + 4 * history["refresh_s"])
+    assert history["fanouts"] == [10] and history["refresh_s"] > 0
     assert phases["bpr_sampler"]["whole_epoch"] and phases["bpr_sampler"]["triples"] == size["train"]
     assert phases["recommend_all"]["items_per_s"] > 0 and phases["recommend_all"]["matmul_items_per_s"] > 0
     assert phases["evaluation"]["users"] == 200
@@ -81,3 +84,23 @@ def test_a_phase_past_its_limit_is_killed_and_says_which(tmp_path, limit, overri
     record = scaling.watch_phase("generate", spec, _limits(tmp_path, **overrides), tmp_path / "big")
     assert record["status"] == limit
     assert limit in record["error"]
+
+
+def test_merge_joins_phases_of_separate_runs(tmp_path):
+    def run(name, phases, command):
+        path = tmp_path / name
+        sizes = [{"kind": "synthetic", "name": f"synthetic-{n}", "interactions": n, "users": 1, "items": 1,
+                  "train": 1, "test": 1, "floors": {}, "broke_first": None,
+                  "phases": {"generate": {"seconds": 1.0}, **{p: {"epoch_s": n * v} for p, v in phases.items()}}}
+                 for n in (1_000_000, 4_000_000)]
+        path.write_text(json.dumps({"command": command, "date": "d", "commit": "c", "sizes": sizes, "curves": {}}))
+        return str(path)
+
+    first = run("a.json", {"lightgcn_full": 1e-6, "lightgcn_history": 9.0}, "first")
+    second = run("b.json", {"lightgcn_history": 2e-6}, "second")
+    merged = scaling.merge_records([first, second])
+    assert [r["command"] for r in merged["runs"]] == ["first", "second"]
+    size = merged["sizes"][1]
+    assert size["phases"]["lightgcn_full"] == {"epoch_s": 4.0, "run": 0}
+    assert size["phases"]["lightgcn_history"] == {"epoch_s": 8.0, "run": 1}  # the later run wins
+    assert merged["curves"]["LightGCN historical layers epoch"]["exponent"] == pytest.approx(1.0)

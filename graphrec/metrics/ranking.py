@@ -28,23 +28,34 @@ def _csr_parts(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.
     return sub.indptr.astype(np.int64), sub.indices.astype(np.int64)
 
 
+def item_tiles(item_emb: torch.Tensor, item_tile: int = 8192) -> list[tuple[int, torch.Tensor]]:
+    """``(first item, dim x item_tile block)`` pairs of the transposed item table, each contiguous on the
+    CPU: what :func:`top_k_items` scores against. A caller scoring the same items batch after batch
+    builds them once (recommending for every user of a 1M-item catalogue, re-tiling per batch took
+    40% of the time)."""
+    item_t = item_emb.detach().float().t().contiguous()
+    return [(start, item_t[:, start: start + item_tile].cpu().contiguous())
+            for start in range(0, item_emb.shape[0], item_tile)]
+
+
 def top_k_items(user_emb: torch.Tensor, item_emb: torch.Tensor, k: int,
                 exclude: sp.csr_matrix | None = None, users: np.ndarray | None = None,
-                chunk_size: int = 256, item_tile: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+                chunk_size: int = 256, item_tile: int = 8192,
+                tiles: list[tuple[int, torch.Tensor]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Best-first top-k item indices (and scores) per user by inner product, skipping ``exclude``.
 
     Ties go to the lower item index. Rows with fewer than k candidates are padded with -1
     (score -inf). Scores are computed ``chunk_size`` users x ``item_tile`` items at a time
-    and consumed by the streaming top-k kernel while in cache.
+    and consumed by the streaming top-k kernel while in cache. ``tiles``: :func:`item_tiles` of
+    ``item_emb``, when the caller already has them.
     """
     users = np.arange(user_emb.shape[0]) if users is None else np.asarray(users, dtype=np.int64)
     if user_emb.device.type != "cpu":
         return top_k_items_on_device(user_emb, item_emb, k, exclude, users)
-    n_items = item_emb.shape[0]
     items = np.empty((users.shape[0], k), dtype=np.int64)
     scores = np.empty((users.shape[0], k), dtype=np.float32)
-    item_t = item_emb.detach().float().t().contiguous()
-    tiles = [(start, item_t[:, start: start + item_tile].cpu().contiguous()) for start in range(0, n_items, item_tile)]
+    if tiles is None:
+        tiles = item_tiles(item_emb, item_tile)
     buffers = {tile.shape[1]: torch.empty(chunk_size, tile.shape[1]) for _, tile in tiles}
     heap_s = np.empty((chunk_size, k), dtype=np.float32)
     heap_i = np.empty((chunk_size, k), dtype=np.int64)

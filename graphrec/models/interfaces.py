@@ -111,8 +111,12 @@ class SubgraphRecommender(DecoupledPropagation, Protocol):
     #: weight of the L2 term on the batch's layer-0 rows
     reg_weight: float
 
-    def subgraph_loss(self, batch, propagation) -> torch.Tensor:
-        """BPR + L2 loss of a sampled subgraph batch (same value as the full-graph loss at full fanout)."""
+    def subgraph_loss(self, batch, propagation, deep=None) -> torch.Tensor:
+        """BPR + L2 loss of a sampled subgraph batch (same value as the full-graph loss at full fanout);
+        ``deep``: the seeds' historical layers past the batch's sampled hops."""
+
+    def deep_layer_sum(self, first_layer: int) -> torch.Tensor:
+        """Sum of full-graph layers ``first_layer..num_layers`` of every node, without autograd."""
 
 
 # ---------------------------------------------------------------------------------- node classification

@@ -145,13 +145,16 @@ class LightGCN(nn.Module):
         neighbour). Item images are not included (see :meth:`subgraph_loss`)."""
         return propagation.layer_mean(self.initial_representation(batch.n_id), batch, self.num_layers)
 
-    def subgraph_loss(self, batch, propagation: SubgraphPropagation) -> torch.Tensor:
+    def subgraph_loss(self, batch, propagation: SubgraphPropagation, deep: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`recommendation_loss` on a :class:`~graphrec.sampling.LinkNeighborSampler` batch, with the
         propagation restricted to the sampled subgraph (identical when the fan-outs take every
         neighbour). The L2 term is over the triples' layer-0 rows, repeats included, as there;
-        item images are added to the batch's items as there."""
+        item images are added to the batch's items as there.
+
+        ``deep``: for a batch sampled with fewer hops ``h`` than layers, the seeds' rows of
+        :meth:`deep_layer_sum` ``(h + 1)`` (historical layers; see :class:`SubgraphPropagation.layer_mean`)."""
         x0 = self.initial_representation(batch.n_id)
-        final = propagation.layer_mean(x0, batch, self.num_layers)
+        final = propagation.layer_mean(x0, batch, self.num_layers, deep)
         src, pos, neg = batch.src_index, batch.dst_pos_index, batch.dst_neg_index
         if neg.dim() == 2:
             if neg.shape[1] != 1:
@@ -163,6 +166,21 @@ class LightGCN(nn.Module):
             images = self.item_image_encoder(items)
             pos_e, neg_e = pos_e + images[: pos.shape[0]], neg_e + images[pos.shape[0]:]
         return bpr_loss(user_e, pos_e, neg_e, x0[torch.cat([src, pos, neg])], self.reg_weight)
+
+    @torch.no_grad()
+    def deep_layer_sum(self, first_layer: int) -> torch.Tensor:
+        r""":math:`\sum_{k=\text{first}}^{K} \mathbf{E}^{(k)}` for every node (users then items), on the
+        full graph, without autograd: the historical layers of sampled training with fewer hops than
+        layers (``sampling.history_refreshes``)."""
+        if not 1 <= first_layer <= self.num_layers:
+            raise ValueError(f"first_layer must be in 1..{self.num_layers}, got {first_layer}")
+        adjacency = self._adjacency(None)
+        x, total = self.embedding.weight.detach(), None
+        for k in range(1, self.num_layers + 1):
+            x = adjacency.propagate(x)
+            if k >= first_layer:
+                total = x if total is None else total + x
+        return total
 
     def _adjacency(self, adjacency):
         adjacency = adjacency if adjacency is not None else self.adjacency

@@ -121,12 +121,24 @@ class SubgraphPropagation:
             out.append(y)
         return out
 
-    def layer_mean(self, x: torch.Tensor, batch, num_layers: int) -> torch.Tensor:
-        """LightGCN's ``(1/(K+1)) sum_k x^(k)`` on the seeds, ``[batch_size, d]``."""
-        seeds = int(batch.batch_size)
+    def layer_mean(self, x: torch.Tensor, batch, num_layers: int, deep: torch.Tensor | None = None) -> torch.Tensor:
+        """LightGCN's ``(1/(K+1)) sum_k x^(k)`` on the seeds, ``[batch_size, d]``.
+
+        A batch sampled with fewer hops ``h`` than ``num_layers`` needs ``deep``: the seeds' sum of
+        layers ``h+1..K`` from elsewhere (historical layers of a full-graph propagation, held fixed:
+        no gradient flows through them). Layers ``0..h`` are propagated here, over the subgraph.
+        """
+        seeds, hops = int(batch.batch_size), len(batch.num_sampled_edges)
+        if hops > num_layers:
+            raise ValueError(f"the batch was sampled with {hops} hops but the model propagates {num_layers} layers")
+        if (hops < num_layers) != (deep is not None):
+            raise ValueError(f"a batch sampled with {hops} of {num_layers} hops needs the seeds' deeper layers "
+                             "(deep) exactly when hops < layers")
         total = None
-        for h in self.layers(x, batch, num_layers):
+        for h in self.layers(x, batch, hops):
             total = h[:seeds] if total is None else total + h[:seeds]
+        if deep is not None:
+            total = total + deep
         return total / (num_layers + 1)
 
     def last_layer(self, x: torch.Tensor, batch, num_layers: int) -> torch.Tensor:

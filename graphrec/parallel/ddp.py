@@ -74,6 +74,12 @@ class ShardedTask(Task):
     def training_loss(self, model: nn.Module, batch) -> torch.Tensor:
         return self.ddp(batch)
 
+    def state_dict(self) -> dict[str, Any]:
+        return self.task.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.task.load_state_dict(state)
+
     def batch_samples(self, batch) -> int:
         return self.task.batch_samples(batch)
 

@@ -62,14 +62,9 @@ class RecommendationTask(Task):
     def build_model(self, entry, model_config) -> nn.Module:
         model = entry.build(model_config, num_users=self.graph.num_users, num_items=self.graph.num_items)
         model.prepare(self.graph.train)
-        if (self.sampling.mode == "full" and isinstance(model, SubgraphRecommender)
-                and self.graph.train.nnz > FULL_GRAPH_ADVICE_ABOVE):
-            warnings.warn(
-                f"{self.graph.train.nnz:,} train interactions: a full-graph epoch propagates the whole graph at every "
-                "step, so it grows with the square of the data (docs/scaling.md: 16M interactions, ~25 h an epoch "
-                "on 2 cores). Sampled subgraphs with sparse updates grow far slower: --set sampling.mode=sampled "
-                "--set sampling.fanouts=[5,5,5] --set train.optimizer=sparse_adam --set train.weight_decay=0",
-                stacklevel=2)
+        advice = _scale_advice(self.sampling, self.graph.train.nnz) if isinstance(model, SubgraphRecommender) else None
+        if advice:
+            warnings.warn(advice, stacklevel=2)
         return model.to(self.device)
 
     def num_batches(self) -> int:
@@ -122,3 +117,19 @@ class RecommendationTask(Task):
                 "protocol_description": PROTOCOLS[self.protocol], "data": self.graph.summary(),
                 "baseline": {"model": "pop", "results": {split: self.popularity_baseline(split)
                                                          for split in evaluated}}}
+
+
+def _scale_advice(sampling, train_interactions: int) -> str | None:
+    """Why and how to switch to the linear path, for a propagation recommender on a large graph."""
+    if train_interactions <= FULL_GRAPH_ADVICE_ABOVE or sampling.history_refreshes:
+        return None
+    if sampling.mode == "full":
+        why = ("a full-graph epoch propagates the whole graph at every step, so it grows with the square of the "
+               "data (docs/scaling.md: 16M interactions, ~25 h an epoch on one core)")
+    else:
+        why = ("every step propagates a K-hop sampled neighbourhood that keeps growing with the graph until it "
+               "stops overlapping (docs/scaling.md: 64M interactions, ~3 h an epoch on one core)")
+    return (f"{train_interactions:,} train interactions: {why}. One sampled hop with historical deeper layers and "
+            "lazy Adam grows linearly (64M interactions: 20 min an epoch on one core): --config "
+            "examples/configs/lightgcn-large-graph.yaml, i.e. --set sampling.mode=sampled --set sampling.fanouts=[10] "
+            "--set sampling.history_refreshes=4 --set train.optimizer=sparse_adam --set train.weight_decay=0")

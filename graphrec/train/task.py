@@ -44,6 +44,14 @@ class Task(ABC):
         """How many training examples a batch holds (for throughput)."""
         return len(batch)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Training state the task keeps besides the model and optimizer (e.g. historical layers),
+        saved in the checkpoint so a resumed run continues exactly; empty for most tasks."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+
     def describe(self) -> dict[str, Any]:
         """Protocol and data facts written into every summary."""
         return {}

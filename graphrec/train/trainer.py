@@ -16,6 +16,7 @@ from torch import nn
 from graphrec.config import TrainConfig
 from graphrec.models.interfaces import OwnParameterGroups
 from graphrec.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from graphrec.train.lazy_adam import LazyAdam
 from graphrec.train.progress import Progress
 from graphrec.train.runlock import RunFolderLock, check_fresh_start, check_resumable
 from graphrec.train.runlog import RunLog
@@ -61,7 +62,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
         if config.weight_decay:
             raise ValueError("train.optimizer=sparse_adam has no weight decay: set train.weight_decay=0 (LightGCN's "
                              "L2 on the batch rows is model.reg_weight)")
-        return torch.optim.SparseAdam(params, lr=config.lr)
+        return LazyAdam(params, lr=config.lr)
     raise ValueError(f"unknown optimizer {config.optimizer!r}: use adam, adamw, sgd or sparse_adam")
 
 
@@ -169,6 +170,7 @@ class Trainer:
             "best_metrics": self.best_metrics, "bad_evals": self.bad_evals,
             "elapsed": self.elapsed, "monitor_history": list(self.monitor_history),
             "torch_rng": torch.get_rng_state(),
+            **({"task_state": task_state} if (task_state := self.task.state_dict()) else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -180,6 +182,7 @@ class Trainer:
         self.elapsed = float(state["elapsed"])
         self.monitor_history = [float(v) for v in state.get("monitor_history", [])]
         torch.set_rng_state(state["torch_rng"])
+        self.task.load_state_dict(state.get("task_state", {}))
 
     def resume(self, path: str | Path | None = None) -> None:
         """Continue from ``last.pt`` (or ``path``): the run proceeds exactly as if never stopped."""
