@@ -85,3 +85,23 @@ def test_ddp_replicas_stay_identical_across_two_processes(tmp_path):
 
 if __name__ == "__main__":
     _ddp_worker()
+
+
+def test_each_rank_refreshes_historical_layers_when_another_rank_owns_the_refresh_batch():
+    from graphrec.config import SamplingConfig
+    from graphrec.models import get_model_entry
+    from graphrec.train.sampled_recommendation import SampledRecommendationTask
+
+    config = TrainConfig(batch_size=8, seed=1, optimizer="sparse_adam", weight_decay=0.0)
+    task = SampledRecommendationTask(_graph(), config, SamplingConfig(mode="sampled", fanouts=(3,), history_refreshes=2))
+    shard = ShardedTask(task, rank=1, world_size=2)
+    entry = get_model_entry("lightgcn")
+    model = shard.build_model(entry, entry.config_cls(embedding_dim=4, num_layers=3))
+    assert 1 < task.history_interval() < task.num_batches()  # two refreshes; batch 0's belongs to rank 0
+    refreshed = []
+    original = model.deep_layer_sum
+    model.deep_layer_sum = lambda first: refreshed.append(first) or original(first)
+    for batch in shard.train_batches(0):
+        task.training_loss(model, batch)
+    assert len(refreshed) == 2  # at rank 1's first batch, and at its first batch after the half-way refresh
+    assert set(shard.state_dict()) == {"history"} and torch.equal(shard.state_dict()["history"], task.history)
