@@ -20,6 +20,9 @@ Phases (the settings are the papers' Gowalla settings):
   (``--history-fanout``) propagated per step, layers 2..K of the batch's nodes read from a table that a
   full-graph propagation (no autograd) refreshes ``--history-refreshes`` times per epoch, lazy Adam;
   epoch = steps x batches + refreshes x the refresh (normalised adjacency built once, timed apart);
+- ``bpr_mf``: the floor of any per-batch trainer on this machine: BPR matrix factorisation (no propagation)
+  on the same triples with lazy Adam, so a step touches only its ``3 x 2048`` rows; what it adds over 1 is
+  the memory hierarchy (tables that fit in cache at 1M do not at 64M);
 - ``pyg_csr``: PyG's LightGCN over a precomputed normalised torch CSR (benchmarks/lightgcn_epoch.py's
   ``pyg-csr``), at every size until it breaks a limit (or up to ``--pyg-max-interactions``);
 - ``ultragcn``: UltraGCN with shared negatives (batch 512, 1500 negatives), item-item build time
@@ -65,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import RESULTS, git_commit, hardware  # noqa: E402
 
 PHASES = ("generate", "bpr_sampler", "lightgcn_full", "lightgcn_sampled", "lightgcn_sampled_sparse",
-          "lightgcn_history", "pyg_csr", "ultragcn", "evaluation", "recommend_all")
+          "lightgcn_history", "bpr_mf", "pyg_csr", "ultragcn", "evaluation", "recommend_all")
 #: curve name -> (phase, field, unit): what the plot and the exponent fit read.
 CURVES = {
     "generate": ("generate", "seconds", "s"),
@@ -75,6 +78,7 @@ CURVES = {
     "LightGCN sampled epoch, sparse Adam": ("lightgcn_sampled_sparse", "epoch_s", "s"),
     "LightGCN historical layers epoch": ("lightgcn_history", "epoch_s", "s"),
     "LightGCN history refresh": ("lightgcn_history", "refresh_s", "s"),
+    "BPR-MF epoch, lazy Adam (per-batch floor)": ("bpr_mf", "epoch_s", "s"),
     "PyG CSR LightGCN epoch": ("pyg_csr", "epoch_s", "s"),
     "UltraGCN epoch (shared negatives)": ("ultragcn", "epoch_s", "s"),
     "UltraGCN item-item build": ("ultragcn", "item_item_build_s", "s"),
@@ -160,6 +164,7 @@ def floors(users: int, items: int, train: int, test: int, args) -> dict[str, dic
         "lightgcn_full": {**trained, "adjacency": adjacency},
         "lightgcn_sampled": {**trained, "sampler_csr": 2 * train * 4 + (nodes + 1) * 8},
         "lightgcn_sampled_sparse": {**trained, "sampler_csr": 2 * train * 4 + (nodes + 1) * 8},
+        "bpr_mf": {"embeddings": embeddings, "lazy_adam": 2 * embeddings, "train_csr_int64": train * 8},
         "lightgcn_history": {"embeddings": embeddings, "lazy_adam": 2 * embeddings, "history_table": embeddings,
                              "adjacency": adjacency, "sampler_csr": 2 * train * 4 + (nodes + 1) * 8},
         "pyg_csr": {**trained, "adjacency_torch_csr": 2 * train * 12 + (nodes + 1) * 8},
@@ -354,6 +359,28 @@ def phase_lightgcn_history(graph, args, record):
     time_steps(training_step(model, optimizer, loss_of), sampler.loader(0), args, record, sample_apart=True)
     record.update(steps_epoch_s=record["epoch_s"],
                   epoch_s=record["epoch_s"] + args.history_refreshes * record["refresh_s"])
+
+
+def phase_bpr_mf(graph, args, record):
+    import torch.nn.functional as F
+
+    from graphrec.nn import bpr_loss
+    from graphrec.sampling import BPRSampler
+    from graphrec.train.lazy_adam import LazyAdam
+
+    sampler = BPRSampler(graph.train, batch_size=args.batch_size, seed=0)
+    record.update(batches_per_epoch=len(sampler))
+    torch.manual_seed(0)
+    users = graph.num_users
+    weight = torch.nn.Parameter(torch.randn(users + graph.num_items, args.dim) * 0.1)
+    optimizer = LazyAdam([weight], lr=1e-3)
+
+    def loss_of(batch):
+        rows = torch.cat([batch.users, batch.pos_items + users, batch.neg_items.reshape(-1) + users])
+        x, size = F.embedding(rows, weight, sparse=True), batch.users.shape[0]
+        return bpr_loss(x[:size], x[size: 2 * size], x[2 * size:], x, 1e-4)
+
+    time_steps(training_step(None, optimizer, loss_of), sampler.loader(0), args, record, sample_apart=True)
 
 
 def phase_pyg_csr(graph, args, record):
