@@ -31,6 +31,7 @@ def test_quick_mode_measures_every_phase(tmp_path):
     history = phases["lightgcn_history"]
     assert history["epoch_s"] == pytest.approx(history["steps_epoch_s"] + 4 * history["refresh_s"])
     assert history["fanouts"] == [10] and history["refresh_s"] > 0
+    assert 0 < history["rows_per_step"] <= size["users"] + size["items"]
     assert phases["bpr_mf"]["epoch_s"] == pytest.approx(phases["bpr_mf"]["step_s"] * phases["bpr_mf"]["batches_per_epoch"])
     assert phases["bpr_sampler"]["whole_epoch"] and phases["bpr_sampler"]["triples"] == size["train"]
     assert phases["recommend_all"]["items_per_s"] > 0 and phases["recommend_all"]["matmul_items_per_s"] > 0

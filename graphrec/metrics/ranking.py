@@ -31,8 +31,8 @@ def _csr_parts(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.
 def item_tiles(item_emb: torch.Tensor, item_tile: int = 8192) -> list[tuple[int, torch.Tensor]]:
     """``(first item, dim x item_tile block)`` pairs of the transposed item table, each contiguous on the
     CPU: what :func:`top_k_items` scores against. A caller scoring the same items batch after batch
-    builds them once (recommending for every user of a 1M-item catalogue, re-tiling per batch took
-    40% of the time)."""
+    builds them once: re-tiling a 1M-item table for every 134-user batch made recommend-all 2.3x
+    slower (docs/scaling.md, "Recommending for every user")."""
     item_t = item_emb.detach().float().t().contiguous()
     return [(start, item_t[:, start: start + item_tile].cpu().contiguous())
             for start in range(0, item_emb.shape[0], item_tile)]
